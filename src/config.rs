@@ -1,0 +1,483 @@
+//! The one configuration struct: every setting, its default, its TOML key and its environment variable.
+//!
+//! `Config::load(path, env)` reads an optional TOML file and then applies `FOOTFALL_*` overrides
+//! from the environment map it is given (the process environment in `main`, a literal map in
+//! tests), so library code never reads globals.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Everything footfall can be told. Each field documents its environment variable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds. `FOOTFALL_LISTEN`.
+    pub listen: SocketAddr,
+    /// Directory for the secret, the daily salts and the managed ClickHouse. `FOOTFALL_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// Hashing key for fingerprint ids. Generated and persisted in the data dir when absent.
+    /// `FOOTFALL_SECRET`.
+    pub secret: Option<String>,
+    /// CIDRs whose `X-Forwarded-For` / `X-Real-IP` headers are believed. `FOOTFALL_TRUSTED_PROXIES`
+    /// (comma separated).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Sites allowed to send beacons, each with its allowed origins. `FOOTFALL_SITES`
+    /// (`demo=http://localhost:*,shop=https://shop.example`; an id may repeat).
+    pub sites: Vec<SiteConfig>,
+    pub clickhouse: ClickHouseConfig,
+    pub geoip: GeoIpConfig,
+    pub limits: LimitsConfig,
+    /// Log filter in `tracing` syntax. `FOOTFALL_LOG`.
+    pub log: String,
+}
+
+/// Where rows go.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP URL of the server. When absent, footfall starts a managed ClickHouse if one is
+    /// installed. `FOOTFALL_CLICKHOUSE_URL`.
+    pub url: Option<String>,
+    /// The ClickHouse binary for the managed server (`clickhouse` or `clickhouse-server`); found
+    /// on `PATH` and in the usual system directories when absent. `FOOTFALL_CLICKHOUSE_BINARY`.
+    pub binary: Option<PathBuf>,
+    /// `FOOTFALL_CLICKHOUSE_DATABASE`.
+    pub database: String,
+    /// `FOOTFALL_CLICKHOUSE_USER`.
+    pub user: String,
+    /// `FOOTFALL_CLICKHOUSE_PASSWORD`.
+    pub password: String,
+    /// Rows per INSERT before it is ended. `FOOTFALL_BATCH_MAX_ROWS`.
+    pub batch_max_rows: u64,
+    /// Uncompressed bytes per INSERT before it is ended. `FOOTFALL_BATCH_MAX_BYTES`.
+    pub batch_max_bytes: u64,
+    /// Longest time an accepted event waits before its INSERT is ended. `FOOTFALL_BATCH_PERIOD_MS`.
+    pub batch_period_ms: u64,
+    /// Events held in memory between the handlers and the writer; a full queue answers 503.
+    /// `FOOTFALL_QUEUE_CAPACITY`.
+    pub queue_capacity: usize,
+    /// Apply migrations at start. `FOOTFALL_MIGRATE_ON_START`.
+    pub migrate_on_start: bool,
+}
+
+/// GeoIP databases (MaxMind GeoIP2/GeoLite2 or DB-IP `.mmdb` layouts).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeoIpConfig {
+    /// A City or Country database. `FOOTFALL_GEOIP_CITY`.
+    pub city: Option<PathBuf>,
+    /// An ASN or ISP database. `FOOTFALL_GEOIP_ASN`.
+    pub asn: Option<PathBuf>,
+}
+
+/// Input limits and rate limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted on the wire (413 above). `FOOTFALL_MAX_BODY_BYTES`.
+    pub max_body_bytes: usize,
+    /// Largest body after gzip decompression (413 above). `FOOTFALL_MAX_DECOMPRESSED_BYTES`.
+    pub max_decompressed_bytes: usize,
+    /// Sustained events per second per client address (429 above). `FOOTFALL_RATE_PER_SECOND`.
+    pub rate_per_second: u32,
+    /// Burst allowed per client address. `FOOTFALL_RATE_BURST`.
+    pub rate_burst: u32,
+    /// User-agent parses kept in the cache. `FOOTFALL_UA_CACHE_SIZE`.
+    pub ua_cache_size: usize,
+}
+
+/// One site and one of its allowed origins. Several entries may share an id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub id: String,
+    /// `scheme://host[:port]`; the port may be `*`.
+    pub origins: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("footfall-data"),
+            secret: None,
+            trusted_proxies: Vec::new(),
+            sites: vec![SiteConfig {
+                id: "demo".into(),
+                origins: vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()],
+            }],
+            clickhouse: ClickHouseConfig::default(),
+            geoip: GeoIpConfig::default(),
+            limits: LimitsConfig::default(),
+            log: "info".into(),
+        }
+    }
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            binary: None,
+            database: "footfall".into(),
+            user: "default".into(),
+            password: String::new(),
+            batch_max_rows: 50_000,
+            batch_max_bytes: 16 * 1024 * 1024,
+            batch_period_ms: 1_000,
+            queue_capacity: 200_000,
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 * 1024,
+            max_decompressed_bytes: 64 * 1024,
+            rate_per_second: 20,
+            rate_burst: 200,
+            ua_cache_size: 16_384,
+        }
+    }
+}
+
+/// Why a configuration could not be loaded. Each variant names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Env {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads `path` (if given) and applies overrides from `env`.
+    pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source: Box::new(source),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+        let get = |name: &str| env.get(name).map(|v| v.trim().to_owned());
+        if let Some(v) = get("FOOTFALL_LISTEN") {
+            self.listen = parse_env("FOOTFALL_LISTEN", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("FOOTFALL_SECRET") {
+            self.secret = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = get("FOOTFALL_TRUSTED_PROXIES") {
+            self.trusted_proxies = split_list(&v)
+                .map(|s| parse_cidr(s).map_err(|reason| env_err("FOOTFALL_TRUSTED_PROXIES", &v, reason)))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = get("FOOTFALL_SITES") {
+            self.sites = parse_sites(&v).map_err(|reason| env_err("FOOTFALL_SITES", &v, reason))?;
+        }
+        if let Some(v) = get("FOOTFALL_CLICKHOUSE_URL") {
+            self.clickhouse.url = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = get("FOOTFALL_CLICKHOUSE_BINARY") {
+            self.clickhouse.binary = (!v.is_empty()).then(|| PathBuf::from(v));
+        }
+        if let Some(v) = get("FOOTFALL_CLICKHOUSE_DATABASE") {
+            self.clickhouse.database = v;
+        }
+        if let Some(v) = get("FOOTFALL_CLICKHOUSE_USER") {
+            self.clickhouse.user = v;
+        }
+        if let Some(v) = env.get("FOOTFALL_CLICKHOUSE_PASSWORD") {
+            self.clickhouse.password = v.clone();
+        }
+        if let Some(v) = get("FOOTFALL_BATCH_MAX_ROWS") {
+            self.clickhouse.batch_max_rows = parse_env("FOOTFALL_BATCH_MAX_ROWS", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_BATCH_MAX_BYTES") {
+            self.clickhouse.batch_max_bytes = parse_env("FOOTFALL_BATCH_MAX_BYTES", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_BATCH_PERIOD_MS") {
+            self.clickhouse.batch_period_ms = parse_env("FOOTFALL_BATCH_PERIOD_MS", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_QUEUE_CAPACITY") {
+            self.clickhouse.queue_capacity = parse_env("FOOTFALL_QUEUE_CAPACITY", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_MIGRATE_ON_START") {
+            self.clickhouse.migrate_on_start = parse_env("FOOTFALL_MIGRATE_ON_START", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_GEOIP_CITY") {
+            self.geoip.city = (!v.is_empty()).then(|| PathBuf::from(v));
+        }
+        if let Some(v) = get("FOOTFALL_GEOIP_ASN") {
+            self.geoip.asn = (!v.is_empty()).then(|| PathBuf::from(v));
+        }
+        if let Some(v) = get("FOOTFALL_MAX_BODY_BYTES") {
+            self.limits.max_body_bytes = parse_env("FOOTFALL_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_MAX_DECOMPRESSED_BYTES") {
+            self.limits.max_decompressed_bytes = parse_env("FOOTFALL_MAX_DECOMPRESSED_BYTES", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_RATE_PER_SECOND") {
+            self.limits.rate_per_second = parse_env("FOOTFALL_RATE_PER_SECOND", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_RATE_BURST") {
+            self.limits.rate_burst = parse_env("FOOTFALL_RATE_BURST", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_UA_CACHE_SIZE") {
+            self.limits.ua_cache_size = parse_env("FOOTFALL_UA_CACHE_SIZE", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_LOG") {
+            self.log = v;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.sites.is_empty() {
+            return invalid("at least one site must be configured (FOOTFALL_SITES)".into());
+        }
+        for site in &self.sites {
+            if !valid_site_id(&site.id) {
+                return invalid(format!(
+                    "site id {:?} must be 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'",
+                    site.id
+                ));
+            }
+            for origin in &site.origins {
+                crate::http::origin::OriginPattern::parse(origin)
+                    .map_err(|e| ConfigError::Invalid(format!("site {}: {e}", site.id)))?;
+            }
+        }
+        if !valid_database_name(&self.clickhouse.database) {
+            return invalid(format!(
+                "clickhouse database name {:?} must be 1-64 characters of a-z, A-Z, 0-9, '_'",
+                self.clickhouse.database
+            ));
+        }
+        if self.limits.rate_per_second == 0 || self.limits.rate_burst == 0 {
+            return invalid("rate_per_second and rate_burst must be at least 1".into());
+        }
+        if self.clickhouse.queue_capacity == 0 || self.clickhouse.batch_max_rows == 0 {
+            return invalid("queue_capacity and batch_max_rows must be at least 1".into());
+        }
+        if self.limits.max_decompressed_bytes < self.limits.max_body_bytes {
+            return invalid("max_decompressed_bytes must be at least max_body_bytes".into());
+        }
+        Ok(())
+    }
+
+    /// The site ids with all their origins merged, in configuration order.
+    pub fn merged_sites(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for site in &self.sites {
+            match out.iter_mut().find(|(id, _)| *id == site.id) {
+                Some((_, origins)) => origins.extend(site.origins.iter().cloned()),
+                None => out.push((site.id.clone(), site.origins.clone())),
+            }
+        }
+        out
+    }
+}
+
+/// Site ids and database names share a conservative alphabet so they are safe in paths and SQL.
+fn valid_site_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Database names are used as SQL identifiers, so only the plainest alphabet is allowed.
+fn valid_database_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+fn env_err(name: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Env {
+        name,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e: T::Err| env_err(name, value, e.to_string()))
+}
+
+fn split_list(v: &str) -> impl Iterator<Item = &str> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A CIDR, or a bare address meaning a single host.
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net);
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{s:?} is not a CIDR or an IP address"))
+}
+
+/// Parses `id=origin,id=origin,...`.
+pub fn parse_sites(v: &str) -> Result<Vec<SiteConfig>, String> {
+    let mut sites: Vec<SiteConfig> = Vec::new();
+    for item in split_list(v) {
+        let (id, origin) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} is not of the form site=origin"))?;
+        let (id, origin) = (id.trim(), origin.trim());
+        match sites.iter_mut().find(|s| s.id == id) {
+            Some(site) => site.origins.push(origin.to_owned()),
+            None => sites.push(SiteConfig {
+                id: id.to_owned(),
+                origins: vec![origin.to_owned()],
+            }),
+        }
+    }
+    Ok(sites)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_work_out_of_the_box() {
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.clickhouse.database, "footfall");
+        assert_eq!(c.sites[0].id, "demo");
+    }
+
+    #[test]
+    fn environment_overrides_every_named_setting() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("FOOTFALL_LISTEN", "0.0.0.0:9999"),
+                ("FOOTFALL_DATA_DIR", "/var/lib/footfall"),
+                ("FOOTFALL_CLICKHOUSE_URL", "http://ch:8123"),
+                ("FOOTFALL_CLICKHOUSE_DATABASE", "stats"),
+                ("FOOTFALL_CLICKHOUSE_USER", "ingest"),
+                ("FOOTFALL_CLICKHOUSE_PASSWORD", "pw"),
+                ("FOOTFALL_GEOIP_CITY", "/g/city.mmdb"),
+                ("FOOTFALL_GEOIP_ASN", "/g/asn.mmdb"),
+                ("FOOTFALL_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1"),
+                ("FOOTFALL_SECRET", "s3cret"),
+                (
+                    "FOOTFALL_SITES",
+                    "demo=http://localhost:*,demo=http://127.0.0.1:*,shop=https://shop.example",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/footfall"));
+        assert_eq!(c.clickhouse.url.as_deref(), Some("http://ch:8123"));
+        assert_eq!(c.clickhouse.database, "stats");
+        assert_eq!(c.clickhouse.user, "ingest");
+        assert_eq!(c.clickhouse.password, "pw");
+        assert_eq!(c.geoip.city, Some(PathBuf::from("/g/city.mmdb")));
+        assert_eq!(c.geoip.asn, Some(PathBuf::from("/g/asn.mmdb")));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.trusted_proxies[1].to_string(), "192.168.1.1/32");
+        assert_eq!(c.secret.as_deref(), Some("s3cret"));
+        assert_eq!(c.sites.len(), 2);
+        assert_eq!(c.sites[0].origins.len(), 2);
+        assert_eq!(c.sites[1].id, "shop");
+    }
+
+    #[test]
+    fn toml_file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("footfall.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\n[clickhouse]\ndatabase = \"fromfile\"\n[[sites]]\nid = \"a\"\norigins = [\"https://a.example\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), &env(&[("FOOTFALL_LISTEN", "127.0.0.1:7001")])).unwrap();
+        assert_eq!(c.listen.port(), 7001);
+        assert_eq!(c.clickhouse.database, "fromfile");
+        assert_eq!(c.sites[0].id, "a");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = Config::load(None, &env(&[("FOOTFALL_TRUSTED_PROXIES", "nope")])).unwrap_err();
+        assert!(e.to_string().contains("FOOTFALL_TRUSTED_PROXIES"), "{e}");
+        let e = Config::load(None, &env(&[("FOOTFALL_SITES", "demo")])).unwrap_err();
+        assert!(e.to_string().contains("FOOTFALL_SITES"), "{e}");
+        let e = Config::load(None, &env(&[("FOOTFALL_SITES", "d=ftp://x")])).unwrap_err();
+        assert!(e.to_string().contains("site d"), "{e}");
+        let e = Config::load(None, &env(&[("FOOTFALL_CLICKHOUSE_DATABASE", "a;drop")])).unwrap_err();
+        assert!(e.to_string().contains("database"), "{e}");
+        let e = Config::load(None, &env(&[("FOOTFALL_LISTEN", "nowhere")])).unwrap_err();
+        assert!(e.to_string().contains("FOOTFALL_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn unknown_toml_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:1\"\n").unwrap();
+        assert!(Config::load(Some(&path), &HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn the_documented_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("footfall.example.toml");
+        let c = Config::load(Some(&path), &HashMap::new()).unwrap();
+        assert_eq!(c, Config::default());
+    }
+}

@@ -1,0 +1,272 @@
+//! Browser, OS and device from the User-Agent (woothee, behind a bounded cache) and client hints.
+//!
+//! User-agent parsing is the most expensive enrichment step, and a site sees few distinct
+//! agents, so results are cached by the full string. Woothee reads `HeadlessChrome` as Chrome
+//! and knows nothing of HTTP libraries, so those are detected here.
+
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
+
+/// What the user agent says, normalised for the `events` columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Agent {
+    pub browser: String,
+    pub browser_version: String,
+    pub os: String,
+    pub os_version: String,
+    /// `desktop`, `mobile`, `tablet`, `appliance`, `bot` or `unknown`.
+    pub device: String,
+    pub vendor: String,
+    /// The UA names a headless browser (`HeadlessChrome`, `PhantomJS`, ...).
+    pub headless: bool,
+    /// The UA is an HTTP library or tool, not a browser.
+    pub non_browser: bool,
+}
+
+/// Woothee behind a bounded concurrent cache.
+pub struct AgentParser {
+    parser: woothee::parser::Parser,
+    cache: Cache<String, Arc<Agent>>,
+}
+
+/// Tokens of HTTP clients that are not browsers (woothee returns nothing for most of them).
+const NON_BROWSER_TOKENS: &[&str] = &[
+    "python-requests",
+    "python-urllib",
+    "aiohttp",
+    "httpx",
+    "go-http-client",
+    "curl/",
+    "wget/",
+    "okhttp",
+    "java/",
+    "apache-httpclient",
+    "node-fetch",
+    "axios/",
+    "undici",
+    "libwww-perl",
+    "ruby",
+    "php/",
+    "postmanruntime",
+    "insomnia",
+    "scrapy",
+    "httpie",
+    "reqwest",
+];
+
+/// Tokens that name a headless or scripted browser.
+const HEADLESS_TOKENS: &[&str] = &["headlesschrome", "phantomjs", "slimerjs", "electron/", "puppeteer", "playwright"];
+
+impl AgentParser {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            parser: woothee::parser::Parser::new(),
+            cache: Cache::new(capacity.max(1)),
+        }
+    }
+
+    /// The parsed agent for `ua`, from the cache when seen before.
+    pub fn parse(&self, ua: &str) -> Arc<Agent> {
+        if let Some(hit) = self.cache.get(ua) {
+            return hit;
+        }
+        let agent = Arc::new(self.parse_uncached(ua));
+        self.cache.insert(ua.to_owned(), agent.clone());
+        agent
+    }
+
+    fn parse_uncached(&self, ua: &str) -> Agent {
+        let lower = ua.to_ascii_lowercase();
+        let headless = HEADLESS_TOKENS.iter().any(|t| lower.contains(t));
+        let non_browser = ua.trim().is_empty() || NON_BROWSER_TOKENS.iter().any(|t| lower.contains(t));
+        let known = |s: &str| if s == woothee::woothee::VALUE_UNKNOWN { String::new() } else { s.to_owned() };
+        let mut agent = match self.parser.parse(ua) {
+            Some(r) => Agent {
+                browser: known(r.name),
+                browser_version: known(r.version),
+                os: known(r.os),
+                os_version: known(&r.os_version),
+                device: device_from(r.category, &lower),
+                vendor: known(r.vendor),
+                headless,
+                non_browser,
+            },
+            None => Agent {
+                device: if non_browser { "bot".into() } else { "unknown".into() },
+                headless,
+                non_browser,
+                ..Agent::default()
+            },
+        };
+        if non_browser {
+            agent.device = "bot".into();
+        }
+        if non_browser && !ua.trim().is_empty() {
+            // Name the tool by its product token so analysts can see what it was.
+            agent.browser = ua.split(['/', ' ']).next().unwrap_or("").chars().take(32).collect();
+        }
+        if lower.contains("headlesschrome") {
+            agent.browser = "HeadlessChrome".into();
+        }
+        agent
+    }
+}
+
+fn device_from(category: &str, lower_ua: &str) -> String {
+    match category {
+        "pc" => "desktop",
+        "smartphone" if lower_ua.contains("ipad") || lower_ua.contains("tablet") => "tablet",
+        "smartphone" if lower_ua.contains("android") && !lower_ua.contains("mobile") => "tablet",
+        "smartphone" | "mobilephone" => "mobile",
+        "appliance" => "appliance",
+        "crawler" => "bot",
+        _ => "unknown",
+    }
+    .into()
+}
+
+/// A parsed `Sec-CH-UA` brand list entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Brand<'a> {
+    pub name: &'a str,
+    pub major: &'a str,
+}
+
+/// Parses `"Chromium";v="156", "Not?A_Brand";v="24"` (header form) and skips GREASE brands.
+/// Brand names are quoted and GREASE ones contain `;` and `,`, so the split respects quotes.
+pub fn parse_sec_ch_ua(header: &str) -> Vec<Brand<'_>> {
+    let mut out = Vec::new();
+    let mut rest = header;
+    loop {
+        rest = rest.trim_start_matches([' ', ',', '\t']);
+        let Some(after_quote) = rest.strip_prefix('"') else {
+            break;
+        };
+        let Some(end) = after_quote.find('"') else {
+            break;
+        };
+        let name = &after_quote[..end];
+        rest = &after_quote[end + 1..];
+        // Parameters up to the next brand: `;v="156"`.
+        let params_end = rest.find(", \"").or_else(|| rest.find(",\"")).unwrap_or(rest.len());
+        let params = &rest[..params_end];
+        let major = params
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("v="))
+            .unwrap_or("")
+            .trim_matches('"');
+        rest = &rest[params_end..];
+        if !name.is_empty() && !is_grease(name) {
+            out.push(Brand { name, major });
+        }
+    }
+    out
+}
+
+/// Parses the tracker's `"Brand/major"` form.
+pub fn parse_beacon_brand(item: &str) -> Option<Brand<'_>> {
+    let (name, major) = item.rsplit_once('/').unwrap_or((item, ""));
+    (!name.is_empty() && !is_grease(name)).then_some(Brand { name, major })
+}
+
+/// GREASE brands are deliberate noise ("Not?A_Brand", "Not)A;Brand", ...).
+fn is_grease(name: &str) -> bool {
+    name.starts_with("Not") && (name.contains("Brand") || name.contains("brand"))
+}
+
+/// The most specific brand: a product brand over the engine brand "Chromium".
+pub fn main_brand<'a, 'b>(brands: &'b [Brand<'a>]) -> Option<&'b Brand<'a>> {
+    brands
+        .iter()
+        .find(|b| b.name != "Chromium")
+        .or_else(|| brands.first())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHROME_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+    const HEADLESS: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36";
+    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+    const IPAD: &str = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1";
+    const FIREFOX_WIN: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0";
+    const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+    #[test]
+    fn desktop_chrome() {
+        let a = AgentParser::new(8).parse(CHROME_LINUX);
+        assert_eq!(a.browser, "Chrome");
+        assert_eq!(a.browser_version, "156.0.0.0");
+        assert_eq!(a.os, "Linux");
+        assert_eq!(a.device, "desktop");
+        assert_eq!(a.vendor, "Google");
+        assert!(!a.headless && !a.non_browser);
+    }
+
+    #[test]
+    fn headless_chrome_is_detected_although_woothee_says_chrome() {
+        let a = AgentParser::new(8).parse(HEADLESS);
+        assert!(a.headless);
+        assert_eq!(a.browser, "HeadlessChrome");
+        assert_eq!(a.browser_version, "156.0.0.0");
+    }
+
+    #[test]
+    fn phones_tablets_and_bots() {
+        let p = AgentParser::new(8);
+        let iphone = p.parse(IPHONE);
+        assert_eq!((iphone.browser.as_str(), iphone.os.as_str(), iphone.device.as_str()), ("Safari", "iPhone", "mobile"));
+        assert_eq!(p.parse(IPAD).device, "tablet");
+        let ff = p.parse(FIREFOX_WIN);
+        assert_eq!((ff.browser.as_str(), ff.os.as_str(), ff.os_version.as_str()), ("Firefox", "Windows 10", "NT 10.0"));
+        assert_eq!(p.parse(GOOGLEBOT).device, "bot");
+    }
+
+    #[test]
+    fn http_libraries_are_named_and_flagged() {
+        let p = AgentParser::new(8);
+        for (ua, name) in [
+            ("python-requests/2.31.0", "python-requests"),
+            ("Go-http-client/1.1", "Go-http-client"),
+            ("curl/8.5.0", "curl"),
+        ] {
+            let a = p.parse(ua);
+            assert!(a.non_browser, "{ua}");
+            assert_eq!(a.browser, name);
+            assert_eq!(a.device, "bot");
+        }
+        let empty = p.parse("");
+        assert!(empty.non_browser);
+    }
+
+    #[test]
+    fn cache_returns_the_same_parse() {
+        let p = AgentParser::new(8);
+        let a = p.parse(CHROME_LINUX);
+        let b = p.parse(CHROME_LINUX);
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let p = AgentParser::new(16);
+        for i in 0..1000 {
+            p.parse(&format!("Agent/{i}"));
+        }
+        assert!(p.cache.len() <= 32, "cache grew to {}", p.cache.len());
+    }
+
+    #[test]
+    fn client_hint_brands_skip_grease() {
+        let b = parse_sec_ch_ua(r#""Chromium";v="156", "Not?A_Brand";v="24", "Google Chrome";v="156""#);
+        assert_eq!(b.len(), 2);
+        assert_eq!(main_brand(&b).unwrap(), &Brand { name: "Google Chrome", major: "156" });
+        let only = parse_sec_ch_ua(r#""Not)A;Brand";v="8", "Chromium";v="156""#);
+        assert_eq!(main_brand(&only).unwrap().name, "Chromium");
+        assert!(parse_sec_ch_ua("").is_empty());
+        assert_eq!(parse_beacon_brand("HeadlessChrome/156"), Some(Brand { name: "HeadlessChrome", major: "156" }));
+        assert_eq!(parse_beacon_brand("Not_A Brand/8"), None);
+    }
+}

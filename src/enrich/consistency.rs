@@ -1,0 +1,239 @@
+//! Server-side automation and tamper signals: where the user agent, client hints, platform and WebGL disagree.
+//!
+//! The browser reports its own automation findings; these are recorded beside them, computed from
+//! what the server sees, so a tracker that was tampered with still leaves a trace.
+
+use crate::beacon::Device;
+use crate::enrich::agent::{main_brand, parse_beacon_brand, parse_sec_ch_ua, Agent, Brand};
+
+/// The client-hint request headers.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HintHeaders<'a> {
+    pub sec_ch_ua: Option<&'a str>,
+    pub sec_ch_ua_mobile: Option<&'a str>,
+    pub sec_ch_ua_platform: Option<&'a str>,
+    pub accept_language: Option<&'a str>,
+}
+
+/// Operating-system families, the unit in which UA, hints, platform and GPU are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OsFamily {
+    Windows,
+    Mac,
+    Ios,
+    Android,
+    Linux,
+    ChromeOs,
+}
+
+impl OsFamily {
+    /// Android reports `Linux armv8l` as its platform; treat the two as compatible.
+    fn compatible(self, other: OsFamily) -> bool {
+        use OsFamily::*;
+        self == other
+            || matches!((self, other), (Android, Linux) | (Linux, Android) | (ChromeOs, Linux) | (Linux, ChromeOs))
+            // iPadOS reports MacIntel as its platform.
+            || matches!((self, other), (Ios, Mac) | (Mac, Ios))
+    }
+}
+
+/// Family of a free-form OS or platform name (woothee OS, `navigator.platform`, `Sec-CH-UA-Platform`).
+pub fn os_family(name: &str) -> Option<OsFamily> {
+    let n = name.trim_matches('"').to_ascii_lowercase();
+    if n.is_empty() {
+        return None;
+    }
+    Some(if n.starts_with("win") {
+        OsFamily::Windows
+    } else if n.starts_with("mac") || n.contains("os x") || n == "macos" {
+        OsFamily::Mac
+    } else if n.contains("iphone") || n.contains("ipad") || n.contains("ipod") || n == "ios" {
+        OsFamily::Ios
+    } else if n.contains("android") {
+        OsFamily::Android
+    } else if n.contains("cros") || n.contains("chrome os") || n.contains("chromeos") {
+        OsFamily::ChromeOs
+    } else if n.contains("linux") || n.contains("x11") {
+        OsFamily::Linux
+    } else {
+        return None;
+    })
+}
+
+/// Every signal that holds, in a fixed order.
+pub fn server_flags(agent: &Agent, headers: HintHeaders<'_>, device: Option<&Device<'_>>) -> Vec<String> {
+    let mut flags: Vec<&'static str> = Vec::new();
+    if agent.headless {
+        flags.push("headless_ua");
+    }
+    if agent.non_browser {
+        flags.push("non_browser_ua");
+    }
+    let ua_family = os_family(&agent.os);
+
+    // Client hints: from the request headers, else what the tracker read from userAgentData.
+    let header_brands = headers.sec_ch_ua.map(parse_sec_ch_ua).unwrap_or_default();
+    let beacon_brands: Vec<Brand<'_>> = device
+        .and_then(|d| d.uach.as_ref())
+        .map(|ch| ch.brands.iter().filter_map(|b| parse_beacon_brand(b)).collect())
+        .unwrap_or_default();
+    let brands = if header_brands.is_empty() { &beacon_brands } else { &header_brands };
+    if brands.iter().any(|b| b.name.contains("Headless")) {
+        flags.push("headless_client_hints");
+    }
+    if let Some(brand) = main_brand(brands) {
+        let ua_major = agent.browser_version.split('.').next().unwrap_or("");
+        if !brand.major.is_empty() && !ua_major.is_empty() && brand.major != ua_major {
+            flags.push("ua_client_hints_version_mismatch");
+        }
+        if agent.non_browser {
+            flags.push("client_hints_from_non_browser");
+        }
+    }
+    let hint_platform = headers
+        .sec_ch_ua_platform
+        .or_else(|| device.and_then(|d| d.uach.as_ref()).map(|ch| ch.platform.as_ref()));
+    if let (Some(ua), Some(hint)) = (ua_family, hint_platform.and_then(os_family)) {
+        if !ua.compatible(hint) {
+            flags.push("ua_client_hints_platform_mismatch");
+        }
+    }
+    let hint_mobile = match headers.sec_ch_ua_mobile.map(str::trim) {
+        Some("?1") => Some(true),
+        Some("?0") => Some(false),
+        _ => device.and_then(|d| d.uach.as_ref()).map(|ch| ch.mobile),
+    };
+    if let Some(mobile) = hint_mobile {
+        let ua_mobile = matches!(agent.device.as_str(), "mobile" | "tablet");
+        if agent.device != "unknown" && agent.device != "bot" && mobile != ua_mobile {
+            flags.push("ua_client_hints_mobile_mismatch");
+        }
+    }
+
+    if let Some(d) = device {
+        if let (Some(ua), Some(platform)) = (ua_family, os_family(&d.platform)) {
+            if !ua.compatible(platform) {
+                flags.push("ua_platform_mismatch");
+            }
+        }
+        if let Some(gl) = &d.webgl {
+            let r = gl.renderer.to_ascii_lowercase();
+            if r.contains("swiftshader") || r.contains("llvmpipe") || r.contains("software") {
+                flags.push("software_webgl");
+            }
+            let gpu_family = if r.contains("direct3d") || r.contains("d3d11") {
+                Some(OsFamily::Windows)
+            } else if r.contains("apple m") || r.contains("apple gpu") {
+                Some(OsFamily::Mac)
+            } else {
+                None
+            };
+            if let (Some(ua), Some(gpu)) = (ua_family, gpu_family) {
+                if !ua.compatible(gpu) {
+                    flags.push("webgl_os_mismatch");
+                }
+            }
+        }
+        if d.langs.is_empty() {
+            flags.push("no_languages");
+        } else if let Some(accept) = headers.accept_language {
+            let header_primary = primary_language(accept.split(',').next().unwrap_or(""));
+            let js_primary = primary_language(&d.langs[0]);
+            if !header_primary.is_empty() && !header_primary.eq_ignore_ascii_case(js_primary) {
+                flags.push("language_mismatch");
+            }
+        }
+    }
+    flags.into_iter().map(String::from).collect()
+}
+
+/// `kk-KZ;q=0.9` -> `kk`.
+fn primary_language(tag: &str) -> &str {
+    let tag = tag.split(';').next().unwrap_or("").trim();
+    tag.split(['-', '_']).next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::beacon::{ClientHints, WebGl};
+    use crate::enrich::agent::AgentParser;
+
+    const CHROME_WIN: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+    const HEADLESS: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36";
+
+    fn flags(ua: &str, headers: HintHeaders<'_>, device: Option<&Device<'_>>) -> Vec<String> {
+        let agent = AgentParser::new(4).parse(ua);
+        server_flags(&agent, headers, device)
+    }
+
+    #[test]
+    fn a_consistent_browser_has_no_flags() {
+        let d = Device {
+            platform: "Win32".into(),
+            langs: vec!["en-US".into()],
+            webgl: Some(WebGl { renderer: "ANGLE (NVIDIA, Direct3D11)".into(), ..WebGl::default() }),
+            ..Device::default()
+        };
+        let h = HintHeaders {
+            sec_ch_ua: Some(r#""Chromium";v="156", "Google Chrome";v="156", "Not?A_Brand";v="24""#),
+            sec_ch_ua_mobile: Some("?0"),
+            sec_ch_ua_platform: Some("\"Windows\""),
+            accept_language: Some("en-US,en;q=0.9"),
+        };
+        assert!(flags(CHROME_WIN, h, Some(&d)).is_empty());
+    }
+
+    #[test]
+    fn headless_chrome_is_flagged_by_ua_and_software_gl() {
+        let d = Device {
+            platform: "Linux x86_64".into(),
+            langs: vec!["en-US".into()],
+            webgl: Some(WebGl { renderer: "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device (Subzero)))".into(), ..WebGl::default() }),
+            ..Device::default()
+        };
+        let f = flags(HEADLESS, HintHeaders::default(), Some(&d));
+        assert_eq!(f, vec!["headless_ua", "software_webgl"]);
+    }
+
+    #[test]
+    fn spoofed_user_agent_disagrees_with_everything_else() {
+        // A Linux machine claiming to be Windows Chrome 156 through its UA string only.
+        let d = Device {
+            platform: "Linux x86_64".into(),
+            langs: vec!["de-DE".into()],
+            uach: Some(ClientHints { brands: vec!["Chromium/120".into()], platform: "Linux".into(), mobile: true, ..ClientHints::default() }),
+            webgl: Some(WebGl { renderer: "Apple M2".into(), ..WebGl::default() }),
+            ..Device::default()
+        };
+        let h = HintHeaders { accept_language: Some("en-US"), ..HintHeaders::default() };
+        let f = flags(CHROME_WIN, h, Some(&d));
+        assert_eq!(
+            f,
+            vec![
+                "ua_client_hints_version_mismatch",
+                "ua_client_hints_platform_mismatch",
+                "ua_client_hints_mobile_mismatch",
+                "ua_platform_mismatch",
+                "webgl_os_mismatch",
+                "language_mismatch"
+            ]
+        );
+    }
+
+    #[test]
+    fn scripts_are_flagged() {
+        let f = flags("python-requests/2.31", HintHeaders::default(), Some(&Device::default()));
+        assert_eq!(f, vec!["non_browser_ua", "no_languages"]);
+    }
+
+    #[test]
+    fn android_platform_is_linux() {
+        assert!(OsFamily::Android.compatible(os_family("Linux armv8l").unwrap()));
+        assert_eq!(os_family("MacIntel"), Some(OsFamily::Mac));
+        assert_eq!(os_family("\"macOS\""), Some(OsFamily::Mac));
+        assert_eq!(os_family("iPhone"), Some(OsFamily::Ios));
+        assert_eq!(os_family("Win32"), Some(OsFamily::Windows));
+        assert_eq!(os_family(""), None);
+    }
+}

@@ -1,0 +1,325 @@
+//! Enrichment: validated beacon + request facts -> a finished `events` row, as an ordered list of named, timed steps.
+//!
+//! Order: client address (needed by the rate limiter before anything costly), then geo and
+//! provider lookups, user agent (cached), fingerprint and visitor hashes, consistency flags,
+//! and finally the row. The client address lives only on the stack of this call.
+
+pub mod agent;
+pub mod client_ip;
+pub mod consistency;
+pub mod fingerprint;
+pub mod geo;
+pub mod urls;
+pub mod visitor;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ipnet::IpNet;
+
+use crate::beacon::{Consent, PropValue, Validated};
+use crate::clock::SharedClock;
+use crate::keys::Salts;
+use crate::metrics::{Metrics, StepName};
+use crate::row::EventRow;
+
+use agent::AgentParser;
+use consistency::HintHeaders;
+use fingerprint::{FingerprintHasher, FINGERPRINT_VERSION};
+use geo::MmdbFile;
+use visitor::VisitorHasher;
+
+/// The named enrichment steps, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    ClientIp,
+    Geo,
+    Provider,
+    Agent,
+    Fingerprint,
+    Visitor,
+    Consistency,
+    Row,
+}
+
+impl Step {
+    pub const COUNT: usize = 8;
+    pub const ALL: [Step; Self::COUNT] = [
+        Step::ClientIp,
+        Step::Geo,
+        Step::Provider,
+        Step::Agent,
+        Step::Fingerprint,
+        Step::Visitor,
+        Step::Consistency,
+        Step::Row,
+    ];
+
+    pub fn label(self) -> StepName {
+        match self {
+            Step::ClientIp => StepName::client_ip,
+            Step::Geo => StepName::geo,
+            Step::Provider => StepName::provider,
+            Step::Agent => StepName::agent,
+            Step::Fingerprint => StepName::fingerprint,
+            Step::Visitor => StepName::visitor,
+            Step::Consistency => StepName::consistency,
+            Step::Row => StepName::row,
+        }
+    }
+}
+
+/// Why an event was not stored although the request was fine. The client still gets 202.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// A browser prefetch or prerender, not a visit (`Sec-Purpose`/`Purpose: prefetch`).
+    Prefetch,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 1] = [DropReason::Prefetch];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Prefetch => "prefetch",
+        }
+    }
+}
+
+/// What the HTTP layer knows about the request, borrowed from it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestMeta<'a> {
+    pub peer: IpAddr,
+    pub forwarded_for: Option<&'a str>,
+    pub real_ip: Option<&'a str>,
+    pub user_agent: &'a str,
+    pub hints: HintHeaders<'a>,
+}
+
+/// Everything enrichment needs, built once at start.
+pub struct Enricher {
+    trusted_proxies: Vec<IpNet>,
+    city: MmdbFile,
+    provider: MmdbFile,
+    agents: AgentParser,
+    fingerprints: FingerprintHasher,
+    visitors: VisitorHasher,
+    clock: SharedClock,
+    metrics: Metrics,
+}
+
+/// The parts an [`Enricher`] is made of.
+pub struct EnricherParts {
+    pub trusted_proxies: Vec<IpNet>,
+    pub city: MmdbFile,
+    pub provider: MmdbFile,
+    pub ua_cache_size: usize,
+    pub secret: Vec<u8>,
+    pub salts: Arc<Salts>,
+    pub clock: SharedClock,
+    pub metrics: Metrics,
+}
+
+impl Enricher {
+    pub fn new(p: EnricherParts) -> Self {
+        Self {
+            trusted_proxies: p.trusted_proxies,
+            city: p.city,
+            provider: p.provider,
+            agents: AgentParser::new(p.ua_cache_size),
+            fingerprints: FingerprintHasher::new(&p.secret),
+            visitors: VisitorHasher::new(p.salts, p.clock.clone(), 100_000),
+            clock: p.clock,
+            metrics: p.metrics,
+        }
+    }
+
+    #[inline]
+    fn timed<T>(&self, step: Step, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        self.metrics.step(step).observe(start.elapsed().as_secs_f64());
+        out
+    }
+
+    /// Step 1: the client address (the rate limiter runs on it before the rest).
+    pub fn client_ip(&self, meta: &RequestMeta<'_>) -> IpAddr {
+        self.timed(Step::ClientIp, || {
+            client_ip::client_ip(meta.peer, meta.forwarded_for, meta.real_ip, &self.trusted_proxies)
+        })
+    }
+
+    /// Steps 2..: the finished row for a validated beacon from `ip`.
+    pub fn enrich(&self, meta: &RequestMeta<'_>, ip: IpAddr, v: &Validated<'_>) -> EventRow {
+        let b = &v.beacon;
+        let loc = self.timed(Step::Geo, || self.city.location(ip));
+        let prov = self.timed(Step::Provider, || self.provider.provider(ip));
+        let agent = self.timed(Step::Agent, || self.agents.parse(meta.user_agent));
+        let fingerprint = self.timed(Step::Fingerprint, || {
+            b.device.as_ref().map(|d| self.fingerprints.fingerprint(d))
+        });
+        let visitor_id = self.timed(Step::Visitor, || self.visitors.visitor_id(&b.site, ip, meta.user_agent));
+        let server_flags = self.timed(Step::Consistency, || {
+            consistency::server_flags(&agent, meta.hints, b.device.as_ref())
+        });
+
+        self.timed(Step::Row, || {
+            let now_ms = self.clock.now_ms();
+            let page = urls::split(&b.url);
+            let utm = urls::utm(page.query);
+            let referrer = urls::split(&b.referrer);
+            let prev = urls::split(&b.prev);
+            let target = urls::split(&b.target);
+            let mut row = EventRow {
+                event_id: uuid::Uuid::now_v7(),
+                site: b.site.to_string(),
+                kind: b.kind.as_str().into(),
+                received_at: (now_ms / 1000).clamp(0, u32::MAX as i64) as u32,
+                client_ts: b.ts.unwrap_or(0),
+                session_id: b.sid.to_string(),
+                seq: b.seq,
+                url: page.clean.to_string(),
+                host: page.host.to_string(),
+                path: page.path.to_string(),
+                title: b.title.to_string(),
+                referrer: referrer.clean.to_string(),
+                referrer_host: referrer.host.to_string(),
+                prev_url: prev.clean.to_string(),
+                prev_path: if b.prev.is_empty() { String::new() } else { prev.path.to_string() },
+                utm_source: utm.source,
+                utm_medium: utm.medium,
+                utm_campaign: utm.campaign,
+                utm_term: utm.term,
+                utm_content: utm.content,
+                engaged_ms: clamp_u32(b.engaged_ms),
+                wall_ms: clamp_u32(b.wall_ms),
+                target_url: target.clean.to_string(),
+                target_host: target.host.to_string(),
+                event_name: b.name.to_string(),
+                event_props: props_json(b.props.as_ref()),
+                user_id: b.uid.to_string(),
+                client_id: if b.consent == Consent::Denied { String::new() } else { b.cid.to_string() },
+                visitor_id,
+                fingerprint_id: fingerprint.unwrap_or([0; 16]),
+                fingerprint_version: if fingerprint.is_some() { FINGERPRINT_VERSION } else { 0 },
+                consent: b.consent.as_str().into(),
+                gpc: b.gpc as u8,
+                dnt: b.dnt as u8,
+                country: loc.country.into(),
+                region_code: loc
+                    .region_code
+                    .map(|(c, s)| format!("{c}-{s}"))
+                    .unwrap_or_default(),
+                region_name: loc.region_name.into(),
+                city: loc.city.into(),
+                asn: prov.asn,
+                as_org: prov.as_org.into(),
+                isp: prov.isp.into(),
+                browser: agent.browser.clone(),
+                browser_version: agent.browser_version.clone(),
+                os: agent.os.clone(),
+                os_version: agent.os_version.clone(),
+                device: agent.device.clone(),
+                vendor: agent.vendor.clone(),
+                server_flags,
+                truncated_fields: v.truncated.iter().map(|s| s.to_string()).collect(),
+                ..EventRow::default()
+            };
+            if let Some(d) = &b.device {
+                row.timezone = d.tz.to_string();
+                row.tz_offset = d.tzo.clamp(-1440, 1440) as i16;
+                row.languages = d.langs.iter().map(|s| s.to_string()).collect();
+                row.screen_w = clamp_u16(d.screen.w);
+                row.screen_h = clamp_u16(d.screen.h);
+                row.avail_w = clamp_u16(d.screen.aw);
+                row.avail_h = clamp_u16(d.screen.ah);
+                row.color_depth = d.screen.cd.min(255) as u8;
+                row.pixel_ratio = finite(d.screen.dpr);
+                row.viewport_w = clamp_u16(d.vp.w);
+                row.viewport_h = clamp_u16(d.vp.h);
+                row.window_x = d.win.x;
+                row.window_y = d.win.y;
+                row.outer_w = clamp_u16(d.win.ow);
+                row.outer_h = clamp_u16(d.win.oh);
+                row.platform = d.platform.to_string();
+                row.arch = d.arch.to_string();
+                row.bitness = d.bits.to_string();
+                row.arch_source = d.arch_src.to_string();
+                row.cores = clamp_u16(d.cores);
+                row.memory_gb = finite(d.mem);
+                row.touch_points = d.touch.min(255) as u8;
+                if let Some(c) = &d.canvas {
+                    row.canvas_hash = c.h.to_string();
+                    row.canvas_stable = c.stable as u8;
+                }
+                if let Some(w) = &d.webgl {
+                    row.webgl_vendor = w.vendor.to_string();
+                    row.webgl_renderer = w.renderer.to_string();
+                    row.webgl_hash = w.h.to_string();
+                }
+                if let Some(f) = &d.fonts {
+                    row.fonts_hash = f.h.to_string();
+                    row.fonts_count = clamp_u16(f.n);
+                    row.fonts = f.list.iter().map(|s| s.to_string()).collect();
+                }
+                row.plugins = d.plugins.iter().map(|s| s.to_string()).collect();
+                if let Some(m) = d.media {
+                    row.media_known = 1;
+                    row.media_audioinput = m.ai.min(255) as u8;
+                    row.media_videoinput = m.vi.min(255) as u8;
+                    row.media_audiooutput = m.ao.min(255) as u8;
+                }
+                row.activex = d.activex as u8;
+                row.webdriver = d.auto.webdriver as u8;
+                row.automation_headless = d.auto.headless.iter().map(|s| s.to_string()).collect();
+                row.automation_globals = d.auto.globals.iter().map(|s| s.to_string()).collect();
+                row.automation_flags = d.auto.flags.iter().map(|s| s.to_string()).collect();
+            }
+            row.automated = (row.webdriver == 1
+                || !row.automation_headless.is_empty()
+                || !row.automation_globals.is_empty()
+                || agent.headless
+                || agent.non_browser
+                || row.server_flags.iter().any(|f| f.starts_with("headless")))
+                as u8;
+            row
+        })
+    }
+}
+
+fn clamp_u16(v: u32) -> u16 {
+    v.min(u16::MAX as u32) as u16
+}
+
+fn clamp_u32(v: u64) -> u32 {
+    v.min(u32::MAX as u64) as u32
+}
+
+fn finite(v: f32) -> f32 {
+    if v.is_finite() && v >= 0.0 {
+        v
+    } else {
+        0.0
+    }
+}
+
+fn props_json(props: Option<&std::collections::BTreeMap<std::borrow::Cow<'_, str>, PropValue<'_>>>) -> String {
+    let Some(props) = props.filter(|p| !p.is_empty()) else {
+        return String::new();
+    };
+    let map: serde_json::Map<String, serde_json::Value> = props
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                PropValue::Bool(b) => serde_json::Value::Bool(*b),
+                PropValue::Number(n) => serde_json::Number::from_f64(*n)
+                    .map(serde_json::Value::Number)
+                    .unwrap_or(serde_json::Value::Null),
+                PropValue::Text(s) => serde_json::Value::String(s.to_string()),
+            };
+            (k.to_string(), v)
+        })
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}

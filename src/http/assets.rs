@@ -1,0 +1,86 @@
+//! The tracker script and the demo page, embedded in the binary at build time so `cargo run` serves them without Node.
+
+use std::io::Write;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+
+const TRACKER_JS: &[u8] = include_bytes!("../../tracker-js/dist/footfall.js");
+const DEMO_HTML: &[u8] = include_bytes!("../../tracker-js/demo/index.html");
+
+/// One embedded file with its validator and a gzip copy made once at start.
+pub struct Asset {
+    pub body: &'static [u8],
+    pub gzip: Vec<u8>,
+    pub etag: String,
+}
+
+impl Asset {
+    fn new(body: &'static [u8]) -> Self {
+        let digest = Sha256::digest(body);
+        let etag = format!("\"{}\"", hex::encode(&digest[..12]));
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        // Writing to a Vec cannot fail; an empty gzip copy would only mean serving uncompressed.
+        let gzip = enc.write_all(body).and_then(|_| enc.finish()).unwrap_or_default();
+        Self { body, gzip, etag }
+    }
+}
+
+pub struct Assets {
+    pub tracker: Asset,
+    pub demo: Asset,
+}
+
+impl Default for Assets {
+    fn default() -> Self {
+        Self {
+            tracker: Asset::new(TRACKER_JS),
+            demo: Asset::new(DEMO_HTML),
+        }
+    }
+}
+
+fn serve(req: &HttpRequest, asset: &Asset, content_type: &'static str, cache: &'static str) -> HttpResponse {
+    let headers = req.headers();
+    let etag_matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag || t.trim() == "*"));
+    let mut res = if etag_matches {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    res.insert_header((header::ETAG, asset.etag.as_str()))
+        .insert_header((header::CACHE_CONTROL, cache))
+        .insert_header((header::VARY, "Accept-Encoding"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    if etag_matches {
+        return res.finish();
+    }
+    res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(content_type)));
+    let gzip_ok = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    if gzip_ok && !asset.gzip.is_empty() {
+        res.insert_header((header::CONTENT_ENCODING, "gzip")).body(asset.gzip.clone())
+    } else {
+        res.body(asset.body)
+    }
+}
+
+pub async fn tracker(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    // Cross-origin pages load this script, and it may be cached for a while: the ETag revalidates.
+    let mut res = serve(&req, &state.assets.tracker, "application/javascript; charset=utf-8", "public, max-age=3600");
+    res.headers_mut()
+        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    res
+}
+
+pub async fn demo(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    serve(&req, &state.assets.demo, "text/html; charset=utf-8", "no-cache")
+}

@@ -1,0 +1,338 @@
+//! The HTTP surface: routes, the shared state, and the ingest handler that runs a beacon through parse, checks and enrichment.
+//!
+//! `POST /api/event` is the only write path. `GET /healthz`, `/readyz` and `/metrics` are for
+//! operators; `GET /footfall.js` and `/` serve the tracker and the demo page embedded at build time.
+
+pub mod assets;
+pub mod error;
+pub mod origin;
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+
+use crate::beacon;
+use crate::config::LimitsConfig;
+use crate::enrich::consistency::HintHeaders;
+use crate::enrich::{DropReason, Enricher, RequestMeta};
+use crate::metrics::{FieldLabel, KindLabel, Metrics, ReasonLabel, RejectLabel};
+use crate::row::EventRow;
+use crate::schema::Readiness;
+
+pub use error::ApiError;
+use origin::Sites;
+
+/// How long a client may take to send a body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a 503 asks the client to wait.
+const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 5;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub limits: LimitsConfig,
+    pub sites: Sites,
+    pub enricher: Enricher,
+    pub limiter: DefaultKeyedRateLimiter<IpAddr>,
+    pub sink: mpsc::Sender<EventRow>,
+    pub metrics: Metrics,
+    pub registry: Arc<Registry>,
+    pub readiness: Readiness,
+    pub assets: assets::Assets,
+}
+
+impl AppState {
+    /// A keyed rate limiter for `limits`.
+    pub fn limiter(limits: &LimitsConfig) -> DefaultKeyedRateLimiter<IpAddr> {
+        let per_second = NonZeroU32::new(limits.rate_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limits.rate_burst).unwrap_or(NonZeroU32::MIN);
+        RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
+    }
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/event")
+            .route(web::post().to(ingest))
+            .route(web::method(Method::OPTIONS).to(preflight))
+            .default_service(web::to(|| async { ApiError::MethodNotAllowed.error_response() })),
+    )
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz))
+    .route("/metrics", web::get().to(metrics))
+    .route("/footfall.js", web::get().to(assets::tracker))
+    .route("/", web::get().to(assets::demo))
+    .default_service(web::to(|| async { ApiError::NotFound.error_response() }));
+}
+
+/// The result of a request that was not refused.
+enum Outcome {
+    Accepted,
+    Dropped(DropReason),
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The page origin: `Origin`, or the origin of `Referer` when a browser sent no `Origin`.
+fn request_origin(req: &HttpRequest) -> Option<&str> {
+    let headers = req.headers();
+    header(headers, "origin")
+        .filter(|o| *o != "null")
+        .or_else(|| header(headers, "referer").and_then(origin::origin_of_url))
+}
+
+/// Rate-limit key: the address, or its /64 for IPv6 (one subscriber usually holds a whole /64).
+fn limiter_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+async fn ingest(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    state.metrics.events_received.inc();
+    let result = handle(&req, payload, &state).await;
+    let mut res = match result {
+        Ok(Outcome::Accepted) => HttpResponse::Accepted().finish(),
+        Ok(Outcome::Dropped(reason)) => {
+            state
+                .metrics
+                .events_dropped
+                .get_or_create(&ReasonLabel { reason: reason.as_str() })
+                .inc();
+            HttpResponse::Accepted().insert_header(("X-Footfall-Dropped", reason.as_str())).finish()
+        }
+        Err(err) => {
+            state
+                .metrics
+                .events_rejected
+                .get_or_create(&RejectLabel {
+                    status: err.status_code().as_u16(),
+                    reason: err.reason(),
+                })
+                .inc();
+            err.error_response()
+        }
+    };
+    cors(&req, &state, &mut res);
+    res
+}
+
+/// Lets the tracker read our answer, for origins some site allows; others learn nothing.
+fn cors(req: &HttpRequest, state: &AppState, res: &mut HttpResponse) {
+    let headers = res.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = header(req.headers(), "origin") {
+        if state.sites.any_allows(origin) {
+            if let Ok(v) = HeaderValue::from_str(origin) {
+                headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+                headers.insert(
+                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                    HeaderValue::from_static("Retry-After, X-Footfall-Dropped"),
+                );
+            }
+        }
+    }
+}
+
+async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let mut res = HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type, Content-Encoding"))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish();
+    cors(&req, &state, &mut res);
+    res
+}
+
+async fn handle(req: &HttpRequest, mut payload: web::Payload, state: &AppState) -> Result<Outcome, ApiError> {
+    let headers = req.headers();
+
+    // Cheap checks on headers first.
+    let content_type = header(headers, "content-type").unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime != "text/plain" && mime != "application/json" {
+        return Err(ApiError::ContentType(content_type.chars().take(64).collect()));
+    }
+    let gzip = match header(headers, "content-encoding").map(|v| v.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(e) if e.is_empty() || e == "identity" => false,
+        Some(e) if e == "gzip" || e == "x-gzip" => true,
+        Some(e) => return Err(ApiError::ContentEncoding(e.chars().take(32).collect())),
+    };
+    let limit = state.limits.max_body_bytes;
+    if let Some(len) = header(headers, "content-length").and_then(|v| v.parse::<u64>().ok()) {
+        if len > limit as u64 {
+            return Err(ApiError::TooLarge { limit });
+        }
+    }
+
+    // The client address, then the rate limit, before any body is read.
+    let peer = req
+        .peer_addr()
+        .map(|a: SocketAddr| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let meta = RequestMeta {
+        peer,
+        forwarded_for: header(headers, "x-forwarded-for"),
+        real_ip: header(headers, "x-real-ip"),
+        user_agent: header(headers, "user-agent").unwrap_or(""),
+        hints: HintHeaders {
+            sec_ch_ua: header(headers, "sec-ch-ua"),
+            sec_ch_ua_mobile: header(headers, "sec-ch-ua-mobile"),
+            sec_ch_ua_platform: header(headers, "sec-ch-ua-platform"),
+            accept_language: header(headers, "accept-language"),
+        },
+    };
+    let ip = state.enricher.client_ip(&meta);
+    if let Err(not_until) = state.limiter.check_key(&limiter_key(ip)) {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
+
+    // The body, bounded in size and time.
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::TooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    let body = tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout)??;
+    let body = if gzip {
+        gunzip_bounded(&body, state.limits.max_decompressed_bytes)?
+    } else {
+        body.to_vec()
+    };
+
+    let validated = beacon::parse(&body)?;
+    let site = validated.beacon.site.as_ref();
+    match request_origin(req) {
+        Some(origin) if state.sites.allows(site, origin) => {}
+        _ => return Err(ApiError::Forbidden(site.chars().take(64).collect())),
+    }
+
+    let purpose = header(headers, "sec-purpose").or_else(|| header(headers, "purpose"));
+    if purpose.is_some_and(|p| p.contains("prefetch")) {
+        return Ok(Outcome::Dropped(DropReason::Prefetch));
+    }
+
+    let row = state.enricher.enrich(&meta, ip, &validated);
+    for field in &validated.truncated {
+        state.metrics.fields_truncated.get_or_create(&FieldLabel { field }).inc();
+    }
+    let kind = validated.beacon.kind.as_str();
+    match state.sink.try_send(row) {
+        Ok(()) => {
+            state.metrics.events_accepted.get_or_create(&KindLabel { kind }).inc();
+            let depth = state.sink.max_capacity() - state.sink.capacity();
+            state.metrics.queue_depth.set(depth as i64);
+            Ok(Outcome::Accepted)
+        }
+        Err(_) => Err(ApiError::Unavailable {
+            retry_after_secs: RETRY_AFTER_UNAVAILABLE_SECS,
+        }),
+    }
+}
+
+/// Decompresses at most `limit` bytes; a bomb stops at the limit instead of filling memory.
+pub fn gunzip_bounded(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let decoder = flate2::read::MultiGzDecoder::new(body);
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| ApiError::BadGzip)?;
+    if out.len() > limit {
+        return Err(ApiError::DecompressedTooLarge { limit });
+    }
+    Ok(out)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let report = state.readiness.check().await;
+    let mut res = if report.ready {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    res.insert_header((header::CACHE_CONTROL, "no-store")).json(report)
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::render(&state.registry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_within_the_limit_is_decoded() {
+        assert_eq!(gunzip_bounded(&gz(b"hello"), 10).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn gzip_bombs_stop_at_the_limit() {
+        let bomb = gz(&vec![b'a'; 10_000_000]);
+        assert!(bomb.len() < 20_000);
+        assert!(matches!(
+            gunzip_bounded(&bomb, 65_536),
+            Err(ApiError::DecompressedTooLarge { limit: 65_536 })
+        ));
+    }
+
+    #[test]
+    fn broken_gzip_is_a_client_error() {
+        assert!(matches!(gunzip_bounded(b"not gzip", 100), Err(ApiError::BadGzip)));
+        let mut truncated = gz(b"hello world hello world");
+        truncated.truncate(truncated.len() - 6);
+        assert!(matches!(gunzip_bounded(&truncated, 100), Err(ApiError::BadGzip)));
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(limiter_key(a), limiter_key(b));
+        let v4: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(limiter_key(v4), v4);
+    }
+}

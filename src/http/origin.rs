@@ -1,0 +1,176 @@
+//! Allowed origins per site: `scheme://host[:port]` patterns where the port may be `*`.
+
+use std::collections::HashMap;
+
+/// One allowed origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginPattern {
+    scheme: String,
+    host: String,
+    /// `None` means any port.
+    port: Option<u16>,
+}
+
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" {
+        443
+    } else {
+        80
+    }
+}
+
+/// Splits `scheme://host[:port]` (an `Origin` header value) into lowercased parts.
+fn split_origin(s: &str) -> Option<(String, String, Option<&str>)> {
+    let (scheme, rest) = s.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return None;
+    }
+    // IPv6 hosts are bracketed: [::1]:8080
+    let (host, port) = if let Some(end) = rest.find(']') {
+        let host = &rest[..=end];
+        let port = rest[end + 1..].strip_prefix(':');
+        (host, port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((scheme, host.to_ascii_lowercase(), port))
+}
+
+impl OriginPattern {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (scheme, host, port) =
+            split_origin(s).ok_or_else(|| format!("origin {s:?} is not of the form http(s)://host[:port|:*]"))?;
+        let port = match port {
+            Some("*") => None,
+            Some(p) => Some(p.parse::<u16>().map_err(|_| format!("origin {s:?} has an invalid port"))?),
+            None => Some(default_port(&scheme)),
+        };
+        Ok(Self { scheme, host, port })
+    }
+
+    /// Does the `Origin` header value `origin` match?
+    pub fn matches(&self, origin: &str) -> bool {
+        let Some((scheme, host, port)) = split_origin(origin) else {
+            return false;
+        };
+        if scheme != self.scheme || host != self.host {
+            return false;
+        }
+        let port = match port {
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) => p,
+                Err(_) => return false,
+            },
+            None => default_port(&scheme),
+        };
+        self.port.is_none_or(|want| want == port)
+    }
+}
+
+/// The origin part of a full URL (a `Referer` header), for browsers that send no `Origin`.
+pub fn origin_of_url(url: &str) -> Option<&str> {
+    let scheme_end = url.find("://")? + 3;
+    let end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map(|i| scheme_end + i)
+        .unwrap_or(url.len());
+    Some(&url[..end])
+}
+
+/// Site id -> allowed origins.
+#[derive(Debug, Clone, Default)]
+pub struct Sites {
+    sites: HashMap<String, Vec<OriginPattern>>,
+}
+
+impl Sites {
+    pub fn new(sites: &[(String, Vec<String>)]) -> Result<Self, String> {
+        let mut map = HashMap::new();
+        for (id, origins) in sites {
+            let patterns = origins
+                .iter()
+                .map(|o| OriginPattern::parse(o))
+                .collect::<Result<Vec<_>, _>>()?;
+            map.insert(id.clone(), patterns);
+        }
+        Ok(Self { sites: map })
+    }
+
+    /// True when `site` is configured and `origin` is one of its origins.
+    pub fn allows(&self, site: &str, origin: &str) -> bool {
+        self.sites
+            .get(site)
+            .is_some_and(|patterns| patterns.iter().any(|p| p.matches(origin)))
+    }
+
+    /// True when any site allows `origin` (CORS preflights do not carry the site id).
+    pub fn any_allows(&self, origin: &str) -> bool {
+        self.sites.values().flatten().any(|p| p.matches(origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_origin() {
+        let p = OriginPattern::parse("https://shop.example").unwrap();
+        assert!(p.matches("https://shop.example"));
+        assert!(p.matches("https://SHOP.example:443"));
+        assert!(!p.matches("http://shop.example"));
+        assert!(!p.matches("https://shop.example:8443"));
+        assert!(!p.matches("https://evil-shop.example"));
+        assert!(!p.matches("https://shop.example.evil.com"));
+        assert!(!p.matches("null"));
+    }
+
+    #[test]
+    fn any_port() {
+        let p = OriginPattern::parse("http://localhost:*").unwrap();
+        assert!(p.matches("http://localhost:5173"));
+        assert!(p.matches("http://localhost"));
+        assert!(!p.matches("http://localhost.evil.com:80"));
+        let v6 = OriginPattern::parse("http://[::1]:*").unwrap();
+        assert!(v6.matches("http://[::1]:8080"));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        for bad in ["shop.example", "ftp://a", "https://a/path", "https://a:99999", "https://"] {
+            assert!(OriginPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn referer_gives_an_origin() {
+        assert_eq!(origin_of_url("https://a.example:8080/p?q#f"), Some("https://a.example:8080"));
+        assert_eq!(origin_of_url("https://a.example"), Some("https://a.example"));
+        assert_eq!(origin_of_url("nonsense"), None);
+    }
+
+    #[test]
+    fn sites_table() {
+        let s = Sites::new(&[
+            ("demo".into(), vec!["http://localhost:*".into()]),
+            ("shop".into(), vec!["https://shop.example".into()]),
+        ])
+        .unwrap();
+        assert!(s.allows("shop", "https://shop.example"));
+        assert!(!s.allows("shop", "http://localhost:3000"));
+        assert!(!s.allows("nope", "https://shop.example"));
+        assert!(s.any_allows("http://localhost:3000"));
+        assert!(!s.any_allows("https://evil.example"));
+    }
+}

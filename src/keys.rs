@@ -1,0 +1,260 @@
+//! Key material in the data directory: the hashing secret and the daily visitor salts.
+//!
+//! The secret keys fingerprint ids, so it must be stable and shared by every instance that
+//! should produce the same ids. Salts make visitor ids unlinkable across days: a new random salt
+//! each UTC day, the previous day's kept so a visit across midnight keeps its id, older ones
+//! destroyed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{day_number, SharedClock};
+
+pub const SECRET_FILE: &str = "secret";
+pub const SALTS_FILE: &str = "salts.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot use key file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key file {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
+    move |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically with owner-only permissions (temp file, fsync, rename).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    Ok(())
+}
+
+/// The configured secret, or the one persisted in `data_dir`, or a new one persisted there.
+pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> Result<Vec<u8>, KeyError> {
+    if let Some(s) = configured {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = data_dir.join(SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => hex::decode(text.trim()).map_err(|e| KeyError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = vec![0u8; 32];
+            rand::thread_rng().fill_bytes(&mut key);
+            std::fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
+            write_private(&path, hex::encode(&key).as_bytes())?;
+            tracing::info!(path = %path.display(), "generated a new hashing secret");
+            Ok(key)
+        }
+        Err(source) => Err(KeyError::Io { path, source }),
+    }
+}
+
+/// A salt and the UTC day it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaySalt {
+    pub day: i64,
+    pub salt: [u8; 32],
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct SaltFile {
+    /// Day number (days since the epoch, UTC) to hex salt.
+    days: BTreeMap<i64, String>,
+}
+
+/// Today's and yesterday's salts, rotated on the first event of each UTC day.
+pub struct Salts {
+    path: PathBuf,
+    clock: SharedClock,
+    state: RwLock<(DaySalt, Option<DaySalt>)>,
+}
+
+impl Salts {
+    /// Loads the salts in `data_dir`, rotating if today has none yet.
+    pub fn open(data_dir: &Path, clock: SharedClock) -> Result<Self, KeyError> {
+        std::fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
+        let path = data_dir.join(SALTS_FILE);
+        let file: SaltFile = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| KeyError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SaltFile::default(),
+            Err(source) => return Err(KeyError::Io { path, source }),
+        };
+        let mut known = Vec::new();
+        for (day, hex_salt) in &file.days {
+            let bytes = hex::decode(hex_salt).map_err(|e| KeyError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let salt: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Corrupt {
+                path: path.clone(),
+                reason: "salt is not 32 bytes".into(),
+            })?;
+            known.push(DaySalt { day: *day, salt });
+        }
+        let today = day_number(clock.now_ms());
+        let state = Self::state_for(today, &known);
+        let salts = Self {
+            path,
+            clock,
+            state: RwLock::new(state),
+        };
+        salts.persist(&state)?;
+        Ok(salts)
+    }
+
+    /// The salts to use on `today`, given the ones known: reuse today's, keep yesterday's.
+    fn state_for(today: i64, known: &[DaySalt]) -> (DaySalt, Option<DaySalt>) {
+        let current = known.iter().find(|s| s.day == today).copied().unwrap_or_else(|| {
+            let mut salt = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut salt);
+            DaySalt { day: today, salt }
+        });
+        let previous = known.iter().find(|s| s.day == today - 1).copied();
+        (current, previous)
+    }
+
+    fn persist(&self, state: &(DaySalt, Option<DaySalt>)) -> Result<(), KeyError> {
+        let mut file = SaltFile::default();
+        file.days.insert(state.0.day, hex::encode(state.0.salt));
+        if let Some(p) = state.1 {
+            file.days.insert(p.day, hex::encode(p.salt));
+        }
+        let json = serde_json::to_vec_pretty(&file).map_err(|e| KeyError::Corrupt {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_private(&self.path, &json)
+    }
+
+    /// Today's salt and yesterday's (if known), rotating first if the day changed.
+    pub fn current(&self) -> (DaySalt, Option<DaySalt>) {
+        let today = day_number(self.clock.now_ms());
+        {
+            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            if state.0.day == today {
+                return *state;
+            }
+        }
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if state.0.day != today {
+            let known = [Some(state.0), state.1];
+            let known: Vec<DaySalt> = known.into_iter().flatten().collect();
+            *state = Self::state_for(today, &known);
+            if let Err(e) = self.persist(&state) {
+                // Keep serving with the in-memory salt: a restart today would start a new one,
+                // which only splits visitor ids, it never links them.
+                tracing::error!(error = %e, "could not persist rotated salts");
+            }
+            tracing::info!(day = today, "rotated the daily visitor salt");
+        }
+        *state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::sync::Arc;
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn secret_is_generated_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create_secret(None, dir.path()).unwrap();
+        let b = load_or_create_secret(None, dir.path()).unwrap();
+        assert_eq!(a.len(), 32);
+        assert_eq!(a, b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let c = load_or_create_secret(Some("configured"), dir.path()).unwrap();
+        assert_eq!(c, b"configured");
+    }
+
+    #[test]
+    fn salt_rotates_daily_and_keeps_only_yesterday() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(100 * DAY + 5);
+        let salts = Salts::open(dir.path(), Arc::new(clock.clone())).unwrap();
+        let (d100, prev) = salts.current();
+        assert_eq!(d100.day, 100);
+        assert!(prev.is_none());
+
+        clock.advance(DAY);
+        let (d101, prev) = salts.current();
+        assert_eq!(d101.day, 101);
+        assert_ne!(d101.salt, d100.salt);
+        assert_eq!(prev, Some(d100));
+
+        clock.advance(DAY);
+        let (d102, prev) = salts.current();
+        assert_eq!(prev, Some(d101));
+        let text = std::fs::read_to_string(dir.path().join(SALTS_FILE)).unwrap();
+        assert!(!text.contains(&hex::encode(d100.salt)), "day 100's salt must be destroyed");
+        assert!(text.contains(&hex::encode(d102.salt)));
+    }
+
+    #[test]
+    fn salts_survive_a_restart_on_the_same_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(7 * DAY));
+        let a = Salts::open(dir.path(), clock.clone()).unwrap().current();
+        let b = Salts::open(dir.path(), clock).unwrap().current();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_long_gap_forgets_old_salts() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(7 * DAY);
+        let first = Salts::open(dir.path(), Arc::new(clock.clone())).unwrap().current();
+        clock.advance(5 * DAY);
+        let later = Salts::open(dir.path(), Arc::new(clock)).unwrap().current();
+        assert_eq!(later.0.day, 12);
+        assert!(later.1.is_none());
+        assert_ne!(later.0.salt, first.0.salt);
+    }
+
+    #[test]
+    fn corrupt_salt_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SALTS_FILE), "{not json").unwrap();
+        let err = Salts::open(dir.path(), Arc::new(ManualClock::new(0))).err().unwrap();
+        assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+}

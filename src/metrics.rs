@@ -1,0 +1,144 @@
+//! Every metric footfall exports, named in one place, rendered at `GET /metrics` in Prometheus text format.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::enrich::Step;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FieldLabel {
+    pub field: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabel {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum StepName {
+    client_ip,
+    geo,
+    provider,
+    agent,
+    fingerprint,
+    visitor,
+    consistency,
+    row,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabel {
+    pub step: StepName,
+}
+
+/// Handles to every metric. Cloning shares the underlying values.
+#[derive(Clone)]
+pub struct Metrics {
+    pub events_received: Counter,
+    pub events_accepted: Family<KindLabel, Counter>,
+    pub events_dropped: Family<ReasonLabel, Counter>,
+    pub events_rejected: Family<RejectLabel, Counter>,
+    pub fields_truncated: Family<FieldLabel, Counter>,
+    pub rows_inserted: Counter,
+    pub inserts: Counter,
+    pub insert_errors: Family<ReasonLabel, Counter>,
+    pub rows_set_aside: Counter,
+    pub batch_rows: Histogram,
+    pub queue_depth: Gauge,
+    pub clickhouse_up: Gauge,
+    step_seconds: Family<StepLabel, Histogram>,
+    steps: [Histogram; Step::COUNT],
+}
+
+fn step_histogram() -> Histogram {
+    // 50 ns .. ~3 ms
+    Histogram::new(exponential_buckets(5e-8, 3.0, 11))
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let step_seconds = Family::<StepLabel, Histogram>::new_with_constructor(step_histogram as fn() -> Histogram);
+        let steps = Step::ALL.map(|s| {
+            step_seconds
+                .get_or_create(&StepLabel { step: s.label() })
+                .clone()
+        });
+        let m = Self {
+            events_received: Counter::default(),
+            events_accepted: Family::default(),
+            events_dropped: Family::default(),
+            events_rejected: Family::default(),
+            fields_truncated: Family::default(),
+            rows_inserted: Counter::default(),
+            inserts: Counter::default(),
+            insert_errors: Family::default(),
+            rows_set_aside: Counter::default(),
+            batch_rows: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
+            queue_depth: Gauge::default(),
+            clickhouse_up: Gauge::default(),
+            step_seconds,
+            steps,
+        };
+        // Zero-valued series exist from the start, so alerts and dashboards see them before the first event.
+        for reason in crate::enrich::DropReason::ALL {
+            drop(m.events_dropped.get_or_create(&ReasonLabel { reason: reason.as_str() }));
+        }
+        for class in [crate::writer::ErrorClass::BadData, crate::writer::ErrorClass::Retryable] {
+            drop(m.insert_errors.get_or_create(&ReasonLabel { reason: class.label() }));
+        }
+        let r = registry;
+        r.register("footfall_events_received", "Beacons received on /api/event", m.events_received.clone());
+        r.register("footfall_events_accepted", "Events accepted for storage, by kind", m.events_accepted.clone());
+        r.register("footfall_events_dropped", "Events deliberately not stored (answered 202), by reason", m.events_dropped.clone());
+        r.register("footfall_events_rejected", "Requests refused with an error status, by status and reason", m.events_rejected.clone());
+        r.register("footfall_fields_truncated", "String or list fields cut to their documented limit, by field", m.fields_truncated.clone());
+        r.register("footfall_rows_inserted", "Rows whose INSERT ClickHouse acknowledged", m.rows_inserted.clone());
+        r.register("footfall_inserts", "INSERT statements ClickHouse acknowledged", m.inserts.clone());
+        r.register("footfall_insert_errors", "Failed INSERTs, by error kind", m.insert_errors.clone());
+        r.register("footfall_rows_set_aside", "Rows ClickHouse refused as bad data, written to the dead-letter file", m.rows_set_aside.clone());
+        r.register("footfall_batch_rows", "Rows per acknowledged INSERT", m.batch_rows.clone());
+        r.register("footfall_queue_depth", "Events waiting for the writer", m.queue_depth.clone());
+        r.register("footfall_clickhouse_up", "1 when the last ClickHouse operation succeeded", m.clickhouse_up.clone());
+        r.register("footfall_enrich_step_seconds", "Time spent in each enrichment step", m.step_seconds.clone());
+        m
+    }
+
+    /// A registry with fresh metrics, for tests and benches.
+    pub fn standalone() -> (Self, Registry) {
+        let mut registry = Registry::default();
+        let m = Self::new(&mut registry);
+        (m, registry)
+    }
+
+    #[inline]
+    pub fn step(&self, step: Step) -> &Histogram {
+        &self.steps[step as usize]
+    }
+}
+
+/// Renders `registry` in Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+    }
+    out
+}

@@ -1,0 +1,152 @@
+//! The test harness: a real ClickHouse for the whole run, a fresh database and collector per test.
+//!
+//! The server is `FOOTFALL_TEST_CLICKHOUSE_URL` when set, else one started with footfall's own
+//! managed-server code (its watchdog stops it when this test process exits).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use clickhouse::Client;
+use footfall::clock::{SharedClock, SystemClock};
+use footfall::config::{Config, SiteConfig};
+use footfall::managed::{Binary, ManagedClickHouse};
+use footfall::row::EventRow;
+use footfall::serve::{self, Running};
+
+struct Server {
+    url: String,
+    _managed: Option<ManagedClickHouse>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The ClickHouse URL for this run.
+pub fn clickhouse_url() -> &'static str {
+    &SERVER
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var("FOOTFALL_TEST_CLICKHOUSE_URL") {
+                return Server { url, _managed: None, _dir: None };
+            }
+            let binary = Binary::find(std::env::var("PATH").ok().as_deref())
+                .expect("no ClickHouse binary: run scripts/test.sh, which installs clickhouse-server");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let managed = ManagedClickHouse::start(&binary, dir.path()).expect("start ClickHouse");
+            Server { url: managed.url.clone(), _managed: Some(managed), _dir: Some(dir) }
+        })
+        .url
+}
+
+/// A database name unique to this test and run.
+pub fn db_name(test: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let clean: String = test.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("t_{}_{}_{}", clean, std::process::id(), n)
+}
+
+/// A client on the test server with no database, as old servers need it (no validation).
+pub fn server_client() -> Client {
+    Client::default().with_url(clickhouse_url()).with_validation(false)
+}
+
+/// A config for a collector on a free loopback port writing to `db`, with fast batches.
+pub fn test_config(db: &str, data_dir: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.data_dir = data_dir.to_owned();
+    c.clickhouse.url = Some(clickhouse_url().to_owned());
+    c.clickhouse.database = db.to_owned();
+    c.clickhouse.batch_period_ms = 100;
+    c.limits.rate_burst = 10_000;
+    c.limits.rate_per_second = 10_000;
+    c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    c.sites = vec![
+        SiteConfig { id: "demo".into(), origins: vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()] },
+        SiteConfig { id: "shop".into(), origins: vec!["https://shop.example".into()] },
+    ];
+    c
+}
+
+/// A running collector with its own database and data directory.
+pub struct TestCollector {
+    pub base: String,
+    pub db: Client,
+    /// Kept so the directory lives as long as the collector.
+    _data_dir: tempfile::TempDir,
+    pub running: Option<Running>,
+    pub http: reqwest::Client,
+}
+
+impl TestCollector {
+    pub async fn start(test: &str) -> Self {
+        Self::start_with(test, |_| {}).await
+    }
+
+    pub async fn start_with(test: &str, adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let db_name = db_name(test);
+        let mut config = test_config(&db_name, data_dir.path());
+        adjust(&mut config);
+        Self::start_config(config, data_dir, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_config(config: Config, data_dir: tempfile::TempDir, clock: SharedClock) -> Self {
+        let db_name = config.clickhouse.database.clone();
+        let running = serve::start(config, &HashMap::new(), clock).await.expect("collector starts");
+        let base = format!("http://{}", running.addr);
+        Self {
+            base,
+            db: server_client().with_database(&db_name),
+            _data_dir: data_dir,
+            running: Some(running),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// POSTs a beacon as the tracker does, from `client_ip` behind our trusted loopback proxy.
+    pub async fn post(&self, body: &str, origin: &str, client_ip: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/event", self.base))
+            .header("content-type", "text/plain;charset=UTF-8")
+            .header("origin", origin)
+            .header("x-forwarded-for", client_ip)
+            .header("user-agent", CHROME_UA)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Waits until `n` rows are in `events`, then returns them ordered by site, session and seq.
+    pub async fn rows(&self, n: usize) -> Vec<EventRow> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let rows: Vec<EventRow> = self
+                .db
+                .query("SELECT ?fields FROM events ORDER BY site, session_id, seq")
+                .fetch_all()
+                .await
+                .expect("select rows");
+            if rows.len() >= n || tokio::time::Instant::now() > deadline {
+                assert_eq!(rows.len(), n, "rows in ClickHouse");
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn count(&self) -> u64 {
+        self.db.query("SELECT count() FROM events").fetch_one().await.expect("count")
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+pub const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";

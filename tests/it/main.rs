@@ -1,0 +1,13 @@
+//! Integration tests: one binary, one real ClickHouse server per run, a fresh database per test.
+#![recursion_limit = "256"]
+
+#[path = "../support/mmdb.rs"]
+mod mmdb;
+
+mod harness;
+
+mod bad_input;
+mod binary;
+mod collector;
+mod fixtures;
+mod http_surface;
