@@ -385,14 +385,31 @@ pub fn validate(mut b: Beacon<'_>) -> Result<Validated<'_>, BeaconError> {
     }
     if let Some(d) = b.device.as_mut() {
         cut(&mut d.tz, limits::TIMEZONE, "device.tz", &mut t);
-        cut_list(&mut d.langs, limits::LANGUAGES, limits::LANGUAGE, "device.langs", &mut t);
+        cut_list(
+            &mut d.langs,
+            limits::LANGUAGES,
+            limits::LANGUAGE,
+            "device.langs",
+            &mut t,
+        );
         cut(&mut d.platform, limits::PLATFORM, "device.platform", &mut t);
         cut(&mut d.arch, limits::ARCH, "device.arch", &mut t);
         cut(&mut d.bits, limits::ARCH, "device.bits", &mut t);
         cut(&mut d.arch_src, limits::ARCH, "device.arch_src", &mut t);
         if let Some(ch) = d.uach.as_mut() {
-            cut_list(&mut ch.brands, limits::BRANDS, limits::BRAND, "device.uach.brands", &mut t);
-            cut(&mut ch.platform, limits::PLATFORM, "device.uach.platform", &mut t);
+            cut_list(
+                &mut ch.brands,
+                limits::BRANDS,
+                limits::BRAND,
+                "device.uach.brands",
+                &mut t,
+            );
+            cut(
+                &mut ch.platform,
+                limits::PLATFORM,
+                "device.uach.platform",
+                &mut t,
+            );
             cut(&mut ch.pv, limits::ARCH, "device.uach.pv", &mut t);
             cut(&mut ch.model, limits::PLATFORM, "device.uach.model", &mut t);
         }
@@ -400,19 +417,59 @@ pub fn validate(mut b: Beacon<'_>) -> Result<Validated<'_>, BeaconError> {
             cut(&mut c.h, limits::HASH, "device.canvas.h", &mut t);
         }
         if let Some(w) = d.webgl.as_mut() {
-            cut(&mut w.vendor, limits::WEBGL_TEXT, "device.webgl.vendor", &mut t);
-            cut(&mut w.renderer, limits::WEBGL_TEXT, "device.webgl.renderer", &mut t);
+            cut(
+                &mut w.vendor,
+                limits::WEBGL_TEXT,
+                "device.webgl.vendor",
+                &mut t,
+            );
+            cut(
+                &mut w.renderer,
+                limits::WEBGL_TEXT,
+                "device.webgl.renderer",
+                &mut t,
+            );
             cut(&mut w.h, limits::HASH, "device.webgl.h", &mut t);
         }
         if let Some(f) = d.fonts.as_mut() {
             cut(&mut f.h, limits::HASH, "device.fonts.h", &mut t);
-            cut_list(&mut f.list, limits::FONTS, limits::FONT, "device.fonts.list", &mut t);
+            cut_list(
+                &mut f.list,
+                limits::FONTS,
+                limits::FONT,
+                "device.fonts.list",
+                &mut t,
+            );
         }
-        cut_list(&mut d.plugins, limits::PLUGINS, limits::PLUGIN, "device.plugins", &mut t);
+        cut_list(
+            &mut d.plugins,
+            limits::PLUGINS,
+            limits::PLUGIN,
+            "device.plugins",
+            &mut t,
+        );
         let a = &mut d.auto;
-        cut_list(&mut a.headless, limits::SIGNALS, limits::SIGNAL, "device.auto.headless", &mut t);
-        cut_list(&mut a.globals, limits::SIGNALS, limits::SIGNAL, "device.auto.globals", &mut t);
-        cut_list(&mut a.flags, limits::SIGNALS, limits::SIGNAL, "device.auto.flags", &mut t);
+        cut_list(
+            &mut a.headless,
+            limits::SIGNALS,
+            limits::SIGNAL,
+            "device.auto.headless",
+            &mut t,
+        );
+        cut_list(
+            &mut a.globals,
+            limits::SIGNALS,
+            limits::SIGNAL,
+            "device.auto.globals",
+            &mut t,
+        );
+        cut_list(
+            &mut a.flags,
+            limits::SIGNALS,
+            limits::SIGNAL,
+            "device.auto.flags",
+            &mut t,
+        );
     }
     Ok(Validated {
         beacon: b,
@@ -517,10 +574,22 @@ mod tests {
         let cases: &[(&str, BeaconError)] = &[
             ("", BeaconError::Empty),
             ("  \n", BeaconError::Empty),
-            (r#"{"v":2,"site":"d","url":"https://a/"}"#, BeaconError::Version(2)),
-            (r#"{"v":1,"site":"","url":"https://a/"}"#, BeaconError::NoSite),
-            (r#"{"v":1,"site":"d","url":"javascript:alert(1)"}"#, BeaconError::BadUrl),
-            (r#"{"v":1,"site":"d","url":"https:///nohost"}"#, BeaconError::BadUrl),
+            (
+                r#"{"v":2,"site":"d","url":"https://a/"}"#,
+                BeaconError::Version(2),
+            ),
+            (
+                r#"{"v":1,"site":"","url":"https://a/"}"#,
+                BeaconError::NoSite,
+            ),
+            (
+                r#"{"v":1,"site":"d","url":"javascript:alert(1)"}"#,
+                BeaconError::BadUrl,
+            ),
+            (
+                r#"{"v":1,"site":"d","url":"https:///nohost"}"#,
+                BeaconError::BadUrl,
+            ),
             (r#"{"v":1,"site":"d"}"#, BeaconError::BadUrl),
             (
                 r#"{"v":1,"site":"d","url":"https://a/","kind":"outbound"}"#,
@@ -559,7 +628,10 @@ mod tests {
         let d = v.beacon.device.as_ref().unwrap();
         assert_eq!(d.langs.len(), limits::LANGUAGES);
         assert_eq!(d.tz.len(), limits::TIMEZONE);
-        assert_eq!(v.truncated, vec!["url", "title", "device.tz", "device.langs"]);
+        assert_eq!(
+            v.truncated,
+            vec!["url", "title", "device.tz", "device.langs"]
+        );
     }
 
     #[test]
@@ -599,14 +671,22 @@ mod tests {
         let open = "[".repeat(100_000);
         let close = "]".repeat(100_000);
         let unknown = format!(r#"{{"v":1,"site":"d","url":"https://a/","x":{open}{close}}}"#);
-        assert!(matches!(parse(unknown.as_bytes()), Ok(_) | Err(BeaconError::Json(_))));
+        assert!(matches!(
+            parse(unknown.as_bytes()),
+            Ok(_) | Err(BeaconError::Json(_))
+        ));
         let nested_objects = format!(
             r#"{{"v":1,"site":"d","url":"https://a/","device":{}1{}}}"#,
             r#"{"a":"#.repeat(50_000),
             "}".repeat(50_000)
         );
-        assert!(matches!(parse(nested_objects.as_bytes()), Ok(_) | Err(BeaconError::Json(_))));
-        let known = format!(r#"{{"v":1,"site":"d","url":"https://a/","device":{{"langs":{open}{close}}}}}"#);
+        assert!(matches!(
+            parse(nested_objects.as_bytes()),
+            Ok(_) | Err(BeaconError::Json(_))
+        ));
+        let known = format!(
+            r#"{{"v":1,"site":"d","url":"https://a/","device":{{"langs":{open}{close}}}}}"#
+        );
         assert!(matches!(parse(known.as_bytes()), Err(BeaconError::Json(_))));
     }
 

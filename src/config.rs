@@ -204,7 +204,9 @@ impl Config {
         }
         if let Some(v) = get("FOOTFALL_TRUSTED_PROXIES") {
             self.trusted_proxies = split_list(&v)
-                .map(|s| parse_cidr(s).map_err(|reason| env_err("FOOTFALL_TRUSTED_PROXIES", &v, reason)))
+                .map(|s| {
+                    parse_cidr(s).map_err(|reason| env_err("FOOTFALL_TRUSTED_PROXIES", &v, reason))
+                })
                 .collect::<Result<_, _>>()?;
         }
         if let Some(v) = get("FOOTFALL_SITES") {
@@ -344,7 +346,9 @@ fn parse_env<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T,
 where
     T::Err: std::fmt::Display,
 {
-    value.parse().map_err(|e: T::Err| env_err(name, value, e.to_string()))
+    value
+        .parse()
+        .map_err(|e: T::Err| env_err(name, value, e.to_string()))
 }
 
 fn split_list(v: &str) -> impl Iterator<Item = &str> {
@@ -460,7 +464,8 @@ mod tests {
         assert!(e.to_string().contains("FOOTFALL_SITES"), "{e}");
         let e = Config::load(None, &env(&[("FOOTFALL_SITES", "d=ftp://x")])).unwrap_err();
         assert!(e.to_string().contains("site d"), "{e}");
-        let e = Config::load(None, &env(&[("FOOTFALL_CLICKHOUSE_DATABASE", "a;drop")])).unwrap_err();
+        let e =
+            Config::load(None, &env(&[("FOOTFALL_CLICKHOUSE_DATABASE", "a;drop")])).unwrap_err();
         assert!(e.to_string().contains("database"), "{e}");
         let e = Config::load(None, &env(&[("FOOTFALL_LISTEN", "nowhere")])).unwrap_err();
         assert!(e.to_string().contains("FOOTFALL_LISTEN"), "{e}");

@@ -54,7 +54,10 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
 }
 
 /// The configured secret, or the one persisted in `data_dir`, or a new one persisted there.
-pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> Result<Vec<u8>, KeyError> {
+pub fn load_or_create_secret(
+    configured: Option<&str>,
+    data_dir: &Path,
+) -> Result<Vec<u8>, KeyError> {
     if let Some(s) = configured {
         return Ok(s.as_bytes().to_vec());
     }
@@ -134,11 +137,15 @@ impl Salts {
 
     /// The salts to use on `today`, given the ones known: reuse today's, keep yesterday's.
     fn state_for(today: i64, known: &[DaySalt]) -> (DaySalt, Option<DaySalt>) {
-        let current = known.iter().find(|s| s.day == today).copied().unwrap_or_else(|| {
-            let mut salt = [0u8; 32];
-            rand::thread_rng().fill_bytes(&mut salt);
-            DaySalt { day: today, salt }
-        });
+        let current = known
+            .iter()
+            .find(|s| s.day == today)
+            .copied()
+            .unwrap_or_else(|| {
+                let mut salt = [0u8; 32];
+                rand::thread_rng().fill_bytes(&mut salt);
+                DaySalt { day: today, salt }
+            });
         let previous = known.iter().find(|s| s.day == today - 1).copied();
         (current, previous)
     }
@@ -199,7 +206,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(SECRET_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let c = load_or_create_secret(Some("configured"), dir.path()).unwrap();
@@ -225,7 +235,10 @@ mod tests {
         let (d102, prev) = salts.current();
         assert_eq!(prev, Some(d101));
         let text = std::fs::read_to_string(dir.path().join(SALTS_FILE)).unwrap();
-        assert!(!text.contains(&hex::encode(d100.salt)), "day 100's salt must be destroyed");
+        assert!(
+            !text.contains(&hex::encode(d100.salt)),
+            "day 100's salt must be destroyed"
+        );
         assert!(text.contains(&hex::encode(d102.salt)));
     }
 
@@ -242,7 +255,9 @@ mod tests {
     fn a_long_gap_forgets_old_salts() {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(7 * DAY);
-        let first = Salts::open(dir.path(), Arc::new(clock.clone())).unwrap().current();
+        let first = Salts::open(dir.path(), Arc::new(clock.clone()))
+            .unwrap()
+            .current();
         clock.advance(5 * DAY);
         let later = Salts::open(dir.path(), Arc::new(clock)).unwrap().current();
         assert_eq!(later.0.day, 12);
@@ -254,7 +269,9 @@ mod tests {
     fn corrupt_salt_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(SALTS_FILE), "{not json").unwrap();
-        let err = Salts::open(dir.path(), Arc::new(ManualClock::new(0))).err().unwrap();
+        let err = Salts::open(dir.path(), Arc::new(ManualClock::new(0)))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("corrupt"), "{err}");
     }
 }

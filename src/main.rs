@@ -12,7 +12,11 @@ use footfall::schema::{self, ServerVersion};
 use footfall::serve;
 
 #[derive(Parser)]
-#[command(name = "footfall", version, about = "Self-hosted, privacy-aware visitor statistics")]
+#[command(
+    name = "footfall",
+    version,
+    about = "Self-hosted, privacy-aware visitor statistics"
+)]
 struct Cli {
     /// TOML configuration file (every setting can also come from FOOTFALL_* variables).
     #[arg(long, global = true, env = "FOOTFALL_CONFIG")]
@@ -54,7 +58,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("footfall: cannot start the async runtime: {e}");
@@ -79,7 +86,10 @@ fn main() -> ExitCode {
 
 async fn run_serve(config: Config, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let running = serve::start(config, env, Arc::new(SystemClock)).await?;
-    println!("footfall is listening on http://{}/ (ClickHouse at {})", running.addr, running.clickhouse_url);
+    println!(
+        "footfall is listening on http://{}/ (ClickHouse at {})",
+        running.addr, running.clickhouse_url
+    );
     wait_for_signal().await;
     tracing::info!("shutting down: no new events, flushing the queue");
     running.shutdown().await
@@ -117,7 +127,10 @@ async fn run_migrate(config: Config, env: &HashMap<String, String>) -> anyhow::R
 }
 
 fn print_schema(version: &str) -> anyhow::Result<()> {
-    let v = ServerVersion::parse(version).ok_or_else(|| anyhow::anyhow!("cannot read version {version:?}"))?;
+    let v = ServerVersion::parse(version)
+        .ok_or_else(|| anyhow::anyhow!("cannot read version {version:?}"))?;
+    println!("-- 000_schema_migrations");
+    println!("{};", schema::SCHEMA_MIGRATIONS_DDL);
     for m in schema::MIGRATIONS {
         println!("-- {:03}_{}", m.version, m.name);
         for stmt in schema::statements(&schema::render(m.sql, v)) {

@@ -116,7 +116,10 @@ pub enum ManagedError {
     #[error("{INSTALL_HINT}")]
     NotInstalled,
     #[error("cannot prepare {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("ClickHouse did not start within {secs} s; see {log}")]
     Timeout { secs: u64, log: PathBuf },
     #[error("ClickHouse exited at start ({status}); see {log}")]
@@ -241,8 +244,7 @@ fn ping(addr: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s
-        .write_all(b"GET /ping HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    if s.write_all(b"GET /ping HTTP/1.0\r\nHost: localhost\r\n\r\n")
         .is_err()
     {
         return false;

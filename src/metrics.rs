@@ -35,7 +35,6 @@ pub struct RejectLabel {
 pub enum StepName {
     client_ip,
     geo,
-    provider,
     agent,
     fingerprint,
     visitor,
@@ -75,7 +74,9 @@ fn step_histogram() -> Histogram {
 impl Metrics {
     /// Creates the metrics and registers them in `registry`.
     pub fn new(registry: &mut Registry) -> Self {
-        let step_seconds = Family::<StepLabel, Histogram>::new_with_constructor(step_histogram as fn() -> Histogram);
+        let step_seconds = Family::<StepLabel, Histogram>::new_with_constructor(
+            step_histogram as fn() -> Histogram,
+        );
         let steps = Step::ALL.map(|s| {
             step_seconds
                 .get_or_create(&StepLabel { step: s.label() })
@@ -99,25 +100,84 @@ impl Metrics {
         };
         // Zero-valued series exist from the start, so alerts and dashboards see them before the first event.
         for reason in crate::enrich::DropReason::ALL {
-            drop(m.events_dropped.get_or_create(&ReasonLabel { reason: reason.as_str() }));
+            drop(m.events_dropped.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            }));
         }
-        for class in [crate::writer::ErrorClass::BadData, crate::writer::ErrorClass::Retryable] {
-            drop(m.insert_errors.get_or_create(&ReasonLabel { reason: class.label() }));
+        for class in [
+            crate::writer::ErrorClass::BadData,
+            crate::writer::ErrorClass::Retryable,
+        ] {
+            drop(m.insert_errors.get_or_create(&ReasonLabel {
+                reason: class.label(),
+            }));
         }
         let r = registry;
-        r.register("footfall_events_received", "Beacons received on /api/event", m.events_received.clone());
-        r.register("footfall_events_accepted", "Events accepted for storage, by kind", m.events_accepted.clone());
-        r.register("footfall_events_dropped", "Events deliberately not stored (answered 202), by reason", m.events_dropped.clone());
-        r.register("footfall_events_rejected", "Requests refused with an error status, by status and reason", m.events_rejected.clone());
-        r.register("footfall_fields_truncated", "String or list fields cut to their documented limit, by field", m.fields_truncated.clone());
-        r.register("footfall_rows_inserted", "Rows whose INSERT ClickHouse acknowledged", m.rows_inserted.clone());
-        r.register("footfall_inserts", "INSERT statements ClickHouse acknowledged", m.inserts.clone());
-        r.register("footfall_insert_errors", "Failed INSERTs, by error kind", m.insert_errors.clone());
-        r.register("footfall_rows_set_aside", "Rows ClickHouse refused as bad data, written to the dead-letter file", m.rows_set_aside.clone());
-        r.register("footfall_batch_rows", "Rows per acknowledged INSERT", m.batch_rows.clone());
-        r.register("footfall_queue_depth", "Events waiting for the writer", m.queue_depth.clone());
-        r.register("footfall_clickhouse_up", "1 when the last ClickHouse operation succeeded", m.clickhouse_up.clone());
-        r.register("footfall_enrich_step_seconds", "Time spent in each enrichment step", m.step_seconds.clone());
+        r.register(
+            "footfall_events_received",
+            "Beacons received on /api/event",
+            m.events_received.clone(),
+        );
+        r.register(
+            "footfall_events_accepted",
+            "Events accepted for storage, by kind",
+            m.events_accepted.clone(),
+        );
+        r.register(
+            "footfall_events_dropped",
+            "Events deliberately not stored (answered 202), by reason",
+            m.events_dropped.clone(),
+        );
+        r.register(
+            "footfall_events_rejected",
+            "Requests refused with an error status, by status and reason",
+            m.events_rejected.clone(),
+        );
+        r.register(
+            "footfall_fields_truncated",
+            "String or list fields cut to their documented limit, by field",
+            m.fields_truncated.clone(),
+        );
+        r.register(
+            "footfall_rows_inserted",
+            "Rows whose INSERT ClickHouse acknowledged",
+            m.rows_inserted.clone(),
+        );
+        r.register(
+            "footfall_inserts",
+            "INSERT statements ClickHouse acknowledged",
+            m.inserts.clone(),
+        );
+        r.register(
+            "footfall_insert_errors",
+            "Failed INSERTs, by error kind",
+            m.insert_errors.clone(),
+        );
+        r.register(
+            "footfall_rows_set_aside",
+            "Rows ClickHouse refused as bad data, written to the dead-letter file",
+            m.rows_set_aside.clone(),
+        );
+        r.register(
+            "footfall_batch_rows",
+            "Rows per acknowledged INSERT",
+            m.batch_rows.clone(),
+        );
+        r.register(
+            "footfall_queue_depth",
+            "Events waiting for the writer",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "footfall_clickhouse_up",
+            "1 when the last ClickHouse operation succeeded",
+            m.clickhouse_up.clone(),
+        );
+        r.register(
+            "footfall_enrich_step_seconds",
+            "Time spent in each enrichment step",
+            m.step_seconds.clone(),
+        );
         m
     }
 

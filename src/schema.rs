@@ -22,6 +22,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../schema/001_events.sql"),
 }];
 
+/// Where applied migrations are recorded (created by `migrate` before the first migration).
+pub const SCHEMA_MIGRATIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
+     (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree ORDER BY version";
+
 /// The newest schema version this binary knows.
 pub fn latest_version() -> u32 {
     MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
@@ -191,16 +195,13 @@ pub async fn migrate(server: &Client, database: &str) -> Result<MigrationReport,
         report.created_database = true;
     }
     let db = server.with_database(database);
-    db.query(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at DateTime) \
-         ENGINE = MergeTree ORDER BY version",
-    )
-    .execute()
-    .await
-    .map_err(|source| SchemaError::Query {
-        what: "creating schema_migrations",
-        source,
-    })?;
+    db.query(SCHEMA_MIGRATIONS_DDL)
+        .execute()
+        .await
+        .map_err(|source| SchemaError::Query {
+            what: "creating schema_migrations",
+            source,
+        })?;
     let applied: Vec<u32> = db
         .query("SELECT DISTINCT version FROM schema_migrations")
         .fetch_all()
@@ -278,7 +279,8 @@ impl Readiness {
                 clickhouse: "up",
                 schema_version: v,
                 expected_schema_version: expected,
-                error: (v < expected).then(|| "schema is behind: run `footfall migrate`".to_owned()),
+                error: (v < expected)
+                    .then(|| "schema is behind: run `footfall migrate`".to_owned()),
             },
             Ok(Err(e)) => ReadinessReport {
                 ready: false,
@@ -304,15 +306,39 @@ mod tests {
 
     #[test]
     fn versions_parse() {
-        assert_eq!(ServerVersion::parse("18.16.1"), Some(ServerVersion { major: 18, minor: 16 }));
-        assert_eq!(ServerVersion::parse("26.1.2.3"), Some(ServerVersion { major: 26, minor: 1 }));
+        assert_eq!(
+            ServerVersion::parse("18.16.1"),
+            Some(ServerVersion {
+                major: 18,
+                minor: 16
+            })
+        );
+        assert_eq!(
+            ServerVersion::parse("26.1.2.3"),
+            Some(ServerVersion {
+                major: 26,
+                minor: 1
+            })
+        );
         assert_eq!(ServerVersion::parse("x"), None);
     }
 
     #[test]
     fn low_cardinality_only_on_new_servers() {
-        let old = render("a {{LC}}", ServerVersion { major: 18, minor: 16 });
-        let new = render("a {{LC}}", ServerVersion { major: 26, minor: 1 });
+        let old = render(
+            "a {{LC}}",
+            ServerVersion {
+                major: 18,
+                minor: 16,
+            },
+        );
+        let new = render(
+            "a {{LC}}",
+            ServerVersion {
+                major: 26,
+                minor: 1,
+            },
+        );
         assert_eq!(old, "a String");
         assert_eq!(new, "a LowCardinality(String)");
     }
@@ -320,7 +346,16 @@ mod tests {
     #[test]
     fn every_migration_renders_without_placeholders() {
         for m in MIGRATIONS {
-            for v in [ServerVersion { major: 18, minor: 16 }, ServerVersion { major: 26, minor: 1 }] {
+            for v in [
+                ServerVersion {
+                    major: 18,
+                    minor: 16,
+                },
+                ServerVersion {
+                    major: 26,
+                    minor: 1,
+                },
+            ] {
                 let sql = render(m.sql, v);
                 assert!(!sql.contains("{{"), "{} on {v}", m.name);
                 assert!(!statements(&sql).is_empty());
@@ -331,16 +366,44 @@ mod tests {
     #[test]
     fn no_column_can_hold_an_ip_address() {
         for m in MIGRATIONS {
-            let lower = statements(&render(m.sql, ServerVersion { major: 26, minor: 1 })).join("\n").to_ascii_lowercase();
-            for word in ["ipv4", "ipv6", "ip ", "ip_address", "client_ip", "remote_addr", "x_forwarded"] {
-                assert!(!lower.contains(word), "migration {} mentions {word:?}", m.name);
+            let lower = statements(&render(
+                m.sql,
+                ServerVersion {
+                    major: 26,
+                    minor: 1,
+                },
+            ))
+            .join("\n")
+            .to_ascii_lowercase();
+            for word in [
+                "ipv4",
+                "ipv6",
+                "ip ",
+                "ip_address",
+                "client_ip",
+                "remote_addr",
+                "x_forwarded",
+            ] {
+                assert!(
+                    !lower.contains(word),
+                    "migration {} mentions {word:?}",
+                    m.name
+                );
             }
         }
     }
 
     #[test]
     fn statements_split_on_line_end_semicolons() {
-        let s = statements("-- c\nCREATE TABLE a (x String DEFAULT ';');\n\nCREATE TABLE b (y UInt8)\n");
-        assert_eq!(s, vec!["CREATE TABLE a (x String DEFAULT ';')", "CREATE TABLE b (y UInt8)"]);
+        let s = statements(
+            "-- c\nCREATE TABLE a (x String DEFAULT ';');\n\nCREATE TABLE b (y UInt8)\n",
+        );
+        assert_eq!(
+            s,
+            vec![
+                "CREATE TABLE a (x String DEFAULT ';')",
+                "CREATE TABLE b (y UInt8)"
+            ]
+        );
     }
 }

@@ -41,7 +41,9 @@ pub struct Running {
 
 /// The ClickHouse client for `url` with the configured credentials and no database.
 pub fn server_client(config: &Config, url: &str) -> Client {
-    let mut client = Client::default().with_url(url).with_user(&config.clickhouse.user);
+    let mut client = Client::default()
+        .with_url(url)
+        .with_user(&config.clickhouse.user);
     if !config.clickhouse.password.is_empty() {
         client = client.with_password(&config.clickhouse.password);
     }
@@ -61,13 +63,19 @@ pub fn clickhouse_url(
         None => Binary::find(env.get("PATH").map(String::as_str)),
     }
     .ok_or(ManagedError::NotInstalled)?;
-    tracing::info!(?binary, "no ClickHouse URL configured; starting a managed ClickHouse");
+    tracing::info!(
+        ?binary,
+        "no ClickHouse URL configured; starting a managed ClickHouse"
+    );
     let managed = ManagedClickHouse::start(&binary, &config.data_dir.join("clickhouse"))?;
     Ok((managed.url.clone(), Some(managed)))
 }
 
 /// Waits for the server to answer, for up to `limit`.
-async fn wait_for_clickhouse(client: &Client, limit: Duration) -> anyhow::Result<schema::ServerVersion> {
+async fn wait_for_clickhouse(
+    client: &Client,
+    limit: Duration,
+) -> anyhow::Result<schema::ServerVersion> {
     let start = std::time::Instant::now();
     loop {
         match schema::server_version(client).await {
@@ -79,9 +87,17 @@ async fn wait_for_clickhouse(client: &Client, limit: Duration) -> anyhow::Result
 }
 
 /// Starts everything and returns once the HTTP server is listening.
-pub async fn start(config: Config, env: &HashMap<String, String>, clock: SharedClock) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+pub async fn start(
+    config: Config,
+    env: &HashMap<String, String>,
+    clock: SharedClock,
+) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
     let secret = keys::load_or_create_secret(config.secret.as_deref(), &config.data_dir)?;
     let salts = Arc::new(Salts::open(&config.data_dir, clock.clone())?);
     let city = MmdbFile::open(config.geoip.city.as_deref())?;
@@ -147,11 +163,15 @@ pub async fn start(config: Config, env: &HashMap<String, String>, clock: SharedC
     let server_state = state.clone();
     drop(state);
 
-    let http_server = HttpServer::new(move || App::new().app_data(server_state.clone()).configure(http::routes))
-        .disable_signals()
-        .shutdown_timeout(30)
-        .bind(config.listen)
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let http_server = HttpServer::new(move || {
+        App::new()
+            .app_data(server_state.clone())
+            .configure(http::routes)
+    })
+    .disable_signals()
+    .shutdown_timeout(30)
+    .bind(config.listen)
+    .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = http_server
         .addrs()
         .first()

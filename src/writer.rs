@@ -88,7 +88,12 @@ pub fn classify(err: &clickhouse::error::Error) -> ErrorClass {
 }
 
 /// Receives rows until every sender is gone, then ends the last INSERT and returns.
-pub async fn run(client: Client, mut rx: mpsc::Receiver<EventRow>, cfg: WriterConfig, metrics: Metrics) {
+pub async fn run(
+    client: Client,
+    mut rx: mpsc::Receiver<EventRow>,
+    cfg: WriterConfig,
+    metrics: Metrics,
+) {
     let mut w = Writer {
         client,
         cfg,
@@ -98,10 +103,12 @@ pub async fn run(client: Client, mut rx: mpsc::Receiver<EventRow>, cfg: WriterCo
     };
     loop {
         let next = match w.inserter.as_mut().and_then(|i| i.time_left()) {
-            Some(left) if !w.pending.is_empty() => match tokio::time::timeout(left, rx.recv()).await {
-                Ok(next) => next.map(Some),
-                Err(_) => Some(None), // period over: commit what we have
-            },
+            Some(left) if !w.pending.is_empty() => {
+                match tokio::time::timeout(left, rx.recv()).await {
+                    Ok(next) => next.map(Some),
+                    Err(_) => Some(None), // period over: commit what we have
+                }
+            }
             _ => rx.recv().await.map(Some),
         };
         match next {
@@ -188,7 +195,9 @@ impl Writer {
             let class = classify(&err);
             self.metrics
                 .insert_errors
-                .get_or_create(&ReasonLabel { reason: class.label() })
+                .get_or_create(&ReasonLabel {
+                    reason: class.label(),
+                })
                 .inc();
             match class {
                 ErrorClass::BadData => {
@@ -237,10 +246,17 @@ impl Writer {
 }
 
 /// Appends `rows` with `reason` to today's dead-letter file.
-pub fn write_dead_letters(dir: &std::path::Path, reason: &str, rows: &[EventRow]) -> std::io::Result<()> {
+pub fn write_dead_letters(
+    dir: &std::path::Path,
+    reason: &str,
+    rows: &[EventRow],
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("events.jsonl");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     let mut buf = Vec::new();
     for row in rows {
         let line = serde_json::json!({ "reason": reason, "row": row });
@@ -254,13 +270,16 @@ pub fn write_dead_letters(dir: &std::path::Path, reason: &str, rows: &[EventRow]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clickhouse::test::{handlers, Mock};
     use clickhouse::error::Error;
+    use clickhouse::test::{handlers, Mock};
 
     #[test]
     fn exception_codes_are_read_from_messages() {
         assert_eq!(exception_code("Code: 117. DB::Exception: bad"), Some(117));
-        assert_eq!(exception_code("Code: 60, e.displayText() = DB::Exception: Table x doesn't exist"), Some(60));
+        assert_eq!(
+            exception_code("Code: 60, e.displayText() = DB::Exception: Table x doesn't exist"),
+            Some(60)
+        );
         assert_eq!(exception_code("nothing"), None);
     }
 
@@ -272,10 +291,15 @@ mod tests {
         assert_eq!(classify(&mismatch), ErrorClass::BadData);
         let parts = Error::BadResponse("Code: 252. DB::Exception: Too many parts".into());
         assert_eq!(classify(&parts), ErrorClass::Retryable);
-        let unknown_table = Error::BadResponse("Code: 60. DB::Exception: Table footfall.events doesn't exist".into());
+        let unknown_table = Error::BadResponse(
+            "Code: 60. DB::Exception: Table footfall.events doesn't exist".into(),
+        );
         assert_eq!(classify(&unknown_table), ErrorClass::Retryable);
         assert_eq!(classify(&Error::TimedOut), ErrorClass::Retryable);
-        assert_eq!(classify(&Error::Network("refused".into())), ErrorClass::Retryable);
+        assert_eq!(
+            classify(&Error::Network("refused".into())),
+            ErrorClass::Retryable
+        );
     }
 
     fn cfg(dir: &std::path::Path) -> WriterConfig {
@@ -313,7 +337,10 @@ mod tests {
         drop(tx);
         task.await.unwrap();
         let delivered: Vec<EventRow> = recording.collect().await;
-        assert_eq!(delivered.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(
+            delivered.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
         assert_eq!(m.rows_set_aside.get(), 2);
         assert_eq!(m.rows_inserted.get(), 2);
         let dead = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
@@ -336,7 +363,10 @@ mod tests {
         drop(tx);
         task.await.unwrap();
         let delivered: Vec<EventRow> = recording.collect().await;
-        assert_eq!(delivered.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![7, 8]);
+        assert_eq!(
+            delivered.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![7, 8]
+        );
         assert_eq!(m.rows_set_aside.get(), 0);
         assert!(!dir.path().join("events.jsonl").exists());
     }

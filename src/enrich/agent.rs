@@ -22,6 +22,8 @@ pub struct Agent {
     pub headless: bool,
     /// The UA is an HTTP library or tool, not a browser.
     pub non_browser: bool,
+    /// The OS family, worked out once here because every consistency check compares it.
+    pub os_family: Option<crate::enrich::consistency::OsFamily>,
 }
 
 /// Woothee behind a bounded concurrent cache.
@@ -56,7 +58,14 @@ const NON_BROWSER_TOKENS: &[&str] = &[
 ];
 
 /// Tokens that name a headless or scripted browser.
-const HEADLESS_TOKENS: &[&str] = &["headlesschrome", "phantomjs", "slimerjs", "electron/", "puppeteer", "playwright"];
+const HEADLESS_TOKENS: &[&str] = &[
+    "headlesschrome",
+    "phantomjs",
+    "slimerjs",
+    "electron/",
+    "puppeteer",
+    "playwright",
+];
 
 impl AgentParser {
     pub fn new(capacity: usize) -> Self {
@@ -79,8 +88,15 @@ impl AgentParser {
     fn parse_uncached(&self, ua: &str) -> Agent {
         let lower = ua.to_ascii_lowercase();
         let headless = HEADLESS_TOKENS.iter().any(|t| lower.contains(t));
-        let non_browser = ua.trim().is_empty() || NON_BROWSER_TOKENS.iter().any(|t| lower.contains(t));
-        let known = |s: &str| if s == woothee::woothee::VALUE_UNKNOWN { String::new() } else { s.to_owned() };
+        let non_browser =
+            ua.trim().is_empty() || NON_BROWSER_TOKENS.iter().any(|t| lower.contains(t));
+        let known = |s: &str| {
+            if s == woothee::woothee::VALUE_UNKNOWN {
+                String::new()
+            } else {
+                s.to_owned()
+            }
+        };
         let mut agent = match self.parser.parse(ua) {
             Some(r) => Agent {
                 browser: known(r.name),
@@ -91,9 +107,14 @@ impl AgentParser {
                 vendor: known(r.vendor),
                 headless,
                 non_browser,
+                os_family: None,
             },
             None => Agent {
-                device: if non_browser { "bot".into() } else { "unknown".into() },
+                device: if non_browser {
+                    "bot".into()
+                } else {
+                    "unknown".into()
+                },
                 headless,
                 non_browser,
                 ..Agent::default()
@@ -104,11 +125,18 @@ impl AgentParser {
         }
         if non_browser && !ua.trim().is_empty() {
             // Name the tool by its product token so analysts can see what it was.
-            agent.browser = ua.split(['/', ' ']).next().unwrap_or("").chars().take(32).collect();
+            agent.browser = ua
+                .split(['/', ' '])
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(32)
+                .collect();
         }
         if lower.contains("headlesschrome") {
             agent.browser = "HeadlessChrome".into();
         }
+        agent.os_family = crate::enrich::consistency::os_family(&agent.os);
         agent
     }
 }
@@ -136,37 +164,51 @@ pub struct Brand<'a> {
 /// Parses `"Chromium";v="156", "Not?A_Brand";v="24"` (header form) and skips GREASE brands.
 /// Brand names are quoted and GREASE ones contain `;` and `,`, so the split respects quotes.
 pub fn parse_sec_ch_ua(header: &str) -> Vec<Brand<'_>> {
-    let mut out = Vec::new();
-    let mut rest = header;
-    loop {
-        rest = rest.trim_start_matches([' ', ',', '\t']);
-        let Some(after_quote) = rest.strip_prefix('"') else {
+    let b = header.as_bytes();
+    let mut out = Vec::with_capacity(4);
+    let mut i = 0;
+    // Byte scanning: substring searches cost more to set up than this whole header takes to read.
+    while let Some(open) = b[i..].iter().position(|&c| c == b'"').map(|p| i + p) {
+        let Some(close) = b[open + 1..]
+            .iter()
+            .position(|&c| c == b'"')
+            .map(|p| open + 1 + p)
+        else {
             break;
         };
-        let Some(end) = after_quote.find('"') else {
-            break;
-        };
-        let name = &after_quote[..end];
-        rest = &after_quote[end + 1..];
-        // Parameters up to the next brand: `;v="156"`.
-        let params_end = rest.find(", \"").or_else(|| rest.find(",\"")).unwrap_or(rest.len());
-        let params = &rest[..params_end];
-        let major = params
+        let name = &header[open + 1..close];
+        // Parameters run to the next comma that starts a new quoted brand.
+        let mut end = close + 1;
+        while end < b.len() {
+            if b[end] == b',' {
+                let next = b[end + 1..]
+                    .iter()
+                    .position(|&c| c != b' ')
+                    .map(|p| end + 1 + p);
+                if next.is_none_or(|n| b[n] == b'"') {
+                    break;
+                }
+            }
+            end += 1;
+        }
+        let major = header[close + 1..end]
             .split(';')
             .find_map(|p| p.trim().strip_prefix("v="))
             .unwrap_or("")
             .trim_matches('"');
-        rest = &rest[params_end..];
         if !name.is_empty() && !is_grease(name) {
             out.push(Brand { name, major });
         }
+        i = end;
     }
     out
 }
 
 /// Parses the tracker's `"Brand/major"` form.
 pub fn parse_beacon_brand(item: &str) -> Option<Brand<'_>> {
-    let (name, major) = item.rsplit_once('/').unwrap_or((item, ""));
+    let (name, version) = item.rsplit_once('/').unwrap_or((item, ""));
+    // The tracker may send full versions (`156.0.8078.79`); brands compare by major version.
+    let major = version.split('.').next().unwrap_or("");
     (!name.is_empty() && !is_grease(name)).then_some(Brand { name, major })
 }
 
@@ -191,8 +233,10 @@ mod tests {
     const HEADLESS: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36";
     const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
     const IPAD: &str = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1";
-    const FIREFOX_WIN: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0";
-    const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    const FIREFOX_WIN: &str =
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0";
+    const GOOGLEBOT: &str =
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 
     #[test]
     fn desktop_chrome() {
@@ -217,10 +261,20 @@ mod tests {
     fn phones_tablets_and_bots() {
         let p = AgentParser::new(8);
         let iphone = p.parse(IPHONE);
-        assert_eq!((iphone.browser.as_str(), iphone.os.as_str(), iphone.device.as_str()), ("Safari", "iPhone", "mobile"));
+        assert_eq!(
+            (
+                iphone.browser.as_str(),
+                iphone.os.as_str(),
+                iphone.device.as_str()
+            ),
+            ("Safari", "iPhone", "mobile")
+        );
         assert_eq!(p.parse(IPAD).device, "tablet");
         let ff = p.parse(FIREFOX_WIN);
-        assert_eq!((ff.browser.as_str(), ff.os.as_str(), ff.os_version.as_str()), ("Firefox", "Windows 10", "NT 10.0"));
+        assert_eq!(
+            (ff.browser.as_str(), ff.os.as_str(), ff.os_version.as_str()),
+            ("Firefox", "Windows 10", "NT 10.0")
+        );
         assert_eq!(p.parse(GOOGLEBOT).device, "bot");
     }
 
@@ -260,13 +314,47 @@ mod tests {
 
     #[test]
     fn client_hint_brands_skip_grease() {
-        let b = parse_sec_ch_ua(r#""Chromium";v="156", "Not?A_Brand";v="24", "Google Chrome";v="156""#);
+        let b =
+            parse_sec_ch_ua(r#""Chromium";v="156", "Not?A_Brand";v="24", "Google Chrome";v="156""#);
         assert_eq!(b.len(), 2);
-        assert_eq!(main_brand(&b).unwrap(), &Brand { name: "Google Chrome", major: "156" });
+        assert_eq!(
+            main_brand(&b).unwrap(),
+            &Brand {
+                name: "Google Chrome",
+                major: "156"
+            }
+        );
         let only = parse_sec_ch_ua(r#""Not)A;Brand";v="8", "Chromium";v="156""#);
         assert_eq!(main_brand(&only).unwrap().name, "Chromium");
         assert!(parse_sec_ch_ua("").is_empty());
-        assert_eq!(parse_beacon_brand("HeadlessChrome/156"), Some(Brand { name: "HeadlessChrome", major: "156" }));
+        assert_eq!(
+            parse_beacon_brand("HeadlessChrome/156"),
+            Some(Brand {
+                name: "HeadlessChrome",
+                major: "156"
+            })
+        );
+        assert_eq!(
+            parse_beacon_brand("Chromium/156.0.8078.79"),
+            Some(Brand {
+                name: "Chromium",
+                major: "156"
+            })
+        );
+        let spaced = parse_sec_ch_ua(r#""Not_A Brand";v="8","Chromium";v="120" , "Opera";v="106""#);
+        assert_eq!(
+            spaced,
+            vec![
+                Brand {
+                    name: "Chromium",
+                    major: "120"
+                },
+                Brand {
+                    name: "Opera",
+                    major: "106"
+                }
+            ]
+        );
         assert_eq!(parse_beacon_brand("Not_A Brand/8"), None);
     }
 }

@@ -79,19 +79,30 @@ mod tests {
 
     #[test]
     fn untrusted_peer_headers_are_ignored() {
-        let got = client_ip(ip("203.0.113.9"), Some("1.1.1.1"), Some("2.2.2.2"), &nets(&["10.0.0.0/8"]));
+        let got = client_ip(
+            ip("203.0.113.9"),
+            Some("1.1.1.1"),
+            Some("2.2.2.2"),
+            &nets(&["10.0.0.0/8"]),
+        );
         assert_eq!(got, ip("203.0.113.9"));
     }
 
     #[test]
     fn no_trusted_proxies_means_peer_always() {
-        assert_eq!(client_ip(ip("10.0.0.1"), Some("1.1.1.1"), None, &[]), ip("10.0.0.1"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), Some("1.1.1.1"), None, &[]),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]
     fn trusted_peer_forwarded_for_is_believed() {
         let t = nets(&["10.0.0.0/8"]);
-        assert_eq!(client_ip(ip("10.0.0.1"), Some("198.51.100.7"), None, &t), ip("198.51.100.7"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), Some("198.51.100.7"), None, &t),
+            ip("198.51.100.7")
+        );
     }
 
     #[test]
@@ -105,7 +116,12 @@ mod tests {
     #[test]
     fn chains_of_trusted_proxies_are_walked() {
         let t = nets(&["10.0.0.0/8", "192.168.0.0/16"]);
-        let got = client_ip(ip("10.0.0.1"), Some("198.51.100.7, 192.168.1.1, 10.1.1.1"), None, &t);
+        let got = client_ip(
+            ip("10.0.0.1"),
+            Some("198.51.100.7, 192.168.1.1, 10.1.1.1"),
+            None,
+            &t,
+        );
         assert_eq!(got, ip("198.51.100.7"));
         let all_trusted = client_ip(ip("10.0.0.1"), Some("192.168.1.1, 10.1.1.1"), None, &t);
         assert_eq!(all_trusted, ip("192.168.1.1"));
@@ -121,17 +137,38 @@ mod tests {
     #[test]
     fn ports_brackets_and_mapped_addresses() {
         let t = nets(&["10.0.0.0/8"]);
-        assert_eq!(client_ip(ip("10.0.0.1"), Some("198.51.100.7:4321"), None, &t), ip("198.51.100.7"));
-        assert_eq!(client_ip(ip("10.0.0.1"), Some("[2001:db8::1]:80"), None, &t), ip("2001:db8::1"));
-        assert_eq!(client_ip(ip("10.0.0.1"), Some("[2001:db8::2]"), None, &t), ip("2001:db8::2"));
-        assert_eq!(client_ip(ip("::ffff:10.0.0.1"), Some("198.51.100.7"), None, &t), ip("198.51.100.7"));
-        assert_eq!(client_ip(ip("::ffff:203.0.113.1"), None, None, &t), ip("203.0.113.1"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), Some("198.51.100.7:4321"), None, &t),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), Some("[2001:db8::1]:80"), None, &t),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), Some("[2001:db8::2]"), None, &t),
+            ip("2001:db8::2")
+        );
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.1"), Some("198.51.100.7"), None, &t),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(ip("::ffff:203.0.113.1"), None, None, &t),
+            ip("203.0.113.1")
+        );
     }
 
     #[test]
     fn real_ip_is_the_fallback() {
         let t = nets(&["127.0.0.1/32"]);
-        assert_eq!(client_ip(ip("127.0.0.1"), None, Some("198.51.100.8"), &t), ip("198.51.100.8"));
-        assert_eq!(client_ip(ip("127.0.0.1"), Some(" "), Some("junk"), &t), ip("127.0.0.1"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), None, Some("198.51.100.8"), &t),
+            ip("198.51.100.8")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some(" "), Some("junk"), &t),
+            ip("127.0.0.1")
+        );
     }
 }

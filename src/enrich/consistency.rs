@@ -37,23 +37,44 @@ impl OsFamily {
     }
 }
 
+/// ASCII case-insensitive substring test, without allocating. `needle` is lowercase.
+pub fn has(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    let Some((&first, rest)) = n.split_first() else {
+        return true;
+    };
+    if h.len() < n.len() {
+        return false;
+    }
+    // Compare whole windows only where the first byte matches: most positions fail at once.
+    (0..=h.len() - n.len()).any(|i| {
+        h[i].to_ascii_lowercase() == first && h[i + 1..i + n.len()].eq_ignore_ascii_case(rest)
+    })
+}
+
+fn starts(haystack: &str, prefix: &str) -> bool {
+    haystack.len() >= prefix.len()
+        && haystack.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
 /// Family of a free-form OS or platform name (woothee OS, `navigator.platform`, `Sec-CH-UA-Platform`).
 pub fn os_family(name: &str) -> Option<OsFamily> {
-    let n = name.trim_matches('"').to_ascii_lowercase();
+    let n = name.trim_matches('"');
     if n.is_empty() {
         return None;
     }
-    Some(if n.starts_with("win") {
+    Some(if starts(n, "win") {
         OsFamily::Windows
-    } else if n.starts_with("mac") || n.contains("os x") || n == "macos" {
+    } else if starts(n, "mac") || has(n, "os x") {
         OsFamily::Mac
-    } else if n.contains("iphone") || n.contains("ipad") || n.contains("ipod") || n == "ios" {
+    } else if has(n, "iphone") || has(n, "ipad") || has(n, "ipod") || n.eq_ignore_ascii_case("ios")
+    {
         OsFamily::Ios
-    } else if n.contains("android") {
+    } else if has(n, "android") {
         OsFamily::Android
-    } else if n.contains("cros") || n.contains("chrome os") || n.contains("chromeos") {
+    } else if has(n, "cros") || has(n, "chrome os") || has(n, "chromeos") {
         OsFamily::ChromeOs
-    } else if n.contains("linux") || n.contains("x11") {
+    } else if has(n, "linux") || has(n, "x11") {
         OsFamily::Linux
     } else {
         return None;
@@ -61,7 +82,11 @@ pub fn os_family(name: &str) -> Option<OsFamily> {
 }
 
 /// Every signal that holds, in a fixed order.
-pub fn server_flags(agent: &Agent, headers: HintHeaders<'_>, device: Option<&Device<'_>>) -> Vec<String> {
+pub fn server_flags(
+    agent: &Agent,
+    headers: HintHeaders<'_>,
+    device: Option<&Device<'_>>,
+) -> Vec<String> {
     let mut flags: Vec<&'static str> = Vec::new();
     if agent.headless {
         flags.push("headless_ua");
@@ -69,15 +94,22 @@ pub fn server_flags(agent: &Agent, headers: HintHeaders<'_>, device: Option<&Dev
     if agent.non_browser {
         flags.push("non_browser_ua");
     }
-    let ua_family = os_family(&agent.os);
+    let ua_family = agent.os_family;
 
     // Client hints: from the request headers, else what the tracker read from userAgentData.
-    let header_brands = headers.sec_ch_ua.map(parse_sec_ch_ua).unwrap_or_default();
-    let beacon_brands: Vec<Brand<'_>> = device
-        .and_then(|d| d.uach.as_ref())
-        .map(|ch| ch.brands.iter().filter_map(|b| parse_beacon_brand(b)).collect())
-        .unwrap_or_default();
-    let brands = if header_brands.is_empty() { &beacon_brands } else { &header_brands };
+    let mut brands: Vec<Brand<'_>> = headers.sec_ch_ua.map(parse_sec_ch_ua).unwrap_or_default();
+    if brands.is_empty() {
+        brands = device
+            .and_then(|d| d.uach.as_ref())
+            .map(|ch| {
+                ch.brands
+                    .iter()
+                    .filter_map(|b| parse_beacon_brand(b))
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    let brands = &brands;
     if brands.iter().any(|b| b.name.contains("Headless")) {
         flags.push("headless_client_hints");
     }
@@ -90,9 +122,11 @@ pub fn server_flags(agent: &Agent, headers: HintHeaders<'_>, device: Option<&Dev
             flags.push("client_hints_from_non_browser");
         }
     }
-    let hint_platform = headers
-        .sec_ch_ua_platform
-        .or_else(|| device.and_then(|d| d.uach.as_ref()).map(|ch| ch.platform.as_ref()));
+    let hint_platform = headers.sec_ch_ua_platform.or_else(|| {
+        device
+            .and_then(|d| d.uach.as_ref())
+            .map(|ch| ch.platform.as_ref())
+    });
     if let (Some(ua), Some(hint)) = (ua_family, hint_platform.and_then(os_family)) {
         if !ua.compatible(hint) {
             flags.push("ua_client_hints_platform_mismatch");
@@ -117,13 +151,13 @@ pub fn server_flags(agent: &Agent, headers: HintHeaders<'_>, device: Option<&Dev
             }
         }
         if let Some(gl) = &d.webgl {
-            let r = gl.renderer.to_ascii_lowercase();
-            if r.contains("swiftshader") || r.contains("llvmpipe") || r.contains("software") {
+            let r = gl.renderer.as_ref();
+            if has(r, "swiftshader") || has(r, "llvmpipe") || has(r, "software") {
                 flags.push("software_webgl");
             }
-            let gpu_family = if r.contains("direct3d") || r.contains("d3d11") {
+            let gpu_family = if has(r, "direct3d") || has(r, "d3d11") {
                 Some(OsFamily::Windows)
-            } else if r.contains("apple m") || r.contains("apple gpu") {
+            } else if has(r, "apple m") || has(r, "apple gpu") {
                 Some(OsFamily::Mac)
             } else {
                 None
@@ -172,7 +206,10 @@ mod tests {
         let d = Device {
             platform: "Win32".into(),
             langs: vec!["en-US".into()],
-            webgl: Some(WebGl { renderer: "ANGLE (NVIDIA, Direct3D11)".into(), ..WebGl::default() }),
+            webgl: Some(WebGl {
+                renderer: "ANGLE (NVIDIA, Direct3D11)".into(),
+                ..WebGl::default()
+            }),
             ..Device::default()
         };
         let h = HintHeaders {
@@ -189,7 +226,10 @@ mod tests {
         let d = Device {
             platform: "Linux x86_64".into(),
             langs: vec!["en-US".into()],
-            webgl: Some(WebGl { renderer: "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device (Subzero)))".into(), ..WebGl::default() }),
+            webgl: Some(WebGl {
+                renderer: "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device (Subzero)))".into(),
+                ..WebGl::default()
+            }),
             ..Device::default()
         };
         let f = flags(HEADLESS, HintHeaders::default(), Some(&d));
@@ -202,11 +242,22 @@ mod tests {
         let d = Device {
             platform: "Linux x86_64".into(),
             langs: vec!["de-DE".into()],
-            uach: Some(ClientHints { brands: vec!["Chromium/120".into()], platform: "Linux".into(), mobile: true, ..ClientHints::default() }),
-            webgl: Some(WebGl { renderer: "Apple M2".into(), ..WebGl::default() }),
+            uach: Some(ClientHints {
+                brands: vec!["Chromium/120".into()],
+                platform: "Linux".into(),
+                mobile: true,
+                ..ClientHints::default()
+            }),
+            webgl: Some(WebGl {
+                renderer: "Apple M2".into(),
+                ..WebGl::default()
+            }),
             ..Device::default()
         };
-        let h = HintHeaders { accept_language: Some("en-US"), ..HintHeaders::default() };
+        let h = HintHeaders {
+            accept_language: Some("en-US"),
+            ..HintHeaders::default()
+        };
         let f = flags(CHROME_WIN, h, Some(&d));
         assert_eq!(
             f,
@@ -223,8 +274,24 @@ mod tests {
 
     #[test]
     fn scripts_are_flagged() {
-        let f = flags("python-requests/2.31", HintHeaders::default(), Some(&Device::default()));
+        let f = flags(
+            "python-requests/2.31",
+            HintHeaders::default(),
+            Some(&Device::default()),
+        );
         assert_eq!(f, vec!["non_browser_ua", "no_languages"]);
+    }
+
+    #[test]
+    fn case_insensitive_search() {
+        assert!(has(
+            "ANGLE (Google, Vulkan (SwiftShader Device))",
+            "swiftshader"
+        ));
+        assert!(has("abc", ""));
+        assert!(!has("ab", "abc"));
+        assert!(has("xxAbC", "abc"));
+        assert!(!has("xxAbD", "abc"));
     }
 
     #[test]

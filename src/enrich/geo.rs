@@ -6,6 +6,9 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
 
 use maxminddb::Reader;
 use serde::Deserialize;
@@ -159,7 +162,10 @@ impl MmdbFile {
         let Some(reader) = &self.reader else {
             return Provider::default();
         };
-        match reader.lookup(ip).and_then(|r| r.decode::<ProviderRecord<'_>>()) {
+        match reader
+            .lookup(ip)
+            .and_then(|r| r.decode::<ProviderRecord<'_>>())
+        {
             Ok(Some(r)) => Provider {
                 asn: r.autonomous_system_number.unwrap_or(0),
                 as_org: r.autonomous_system_organization.unwrap_or(""),
@@ -171,6 +177,59 @@ impl MmdbFile {
                 Provider::default()
             }
         }
+    }
+}
+
+/// The owned answers for one address, as stored in the row.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Place {
+    pub country: String,
+    pub region_code: String,
+    pub region_name: String,
+    pub city: String,
+    pub asn: u32,
+    pub as_org: String,
+    pub isp: String,
+}
+
+/// Both databases behind one bounded cache: a visitor sends several events from one address,
+/// and a cache hit is far cheaper than two tree walks and decodes.
+pub struct Geo {
+    city: MmdbFile,
+    provider: MmdbFile,
+    cache: Cache<IpAddr, Arc<Place>>,
+}
+
+impl Geo {
+    pub fn new(city: MmdbFile, provider: MmdbFile, capacity: usize) -> Self {
+        Self {
+            city,
+            provider,
+            cache: Cache::new(capacity.max(1)),
+        }
+    }
+
+    /// Location and provider of `ip`, empty where unknown.
+    pub fn place(&self, ip: IpAddr) -> Arc<Place> {
+        if let Some(hit) = self.cache.get(&ip) {
+            return hit;
+        }
+        let loc = self.city.location(ip);
+        let prov = self.provider.provider(ip);
+        let place = Arc::new(Place {
+            country: loc.country.to_owned(),
+            region_code: loc
+                .region_code
+                .map(|(c, s)| format!("{c}-{s}"))
+                .unwrap_or_default(),
+            region_name: loc.region_name.to_owned(),
+            city: loc.city.to_owned(),
+            asn: prov.asn,
+            as_org: prov.as_org.to_owned(),
+            isp: prov.isp.to_owned(),
+        });
+        self.cache.insert(ip, place.clone());
+        place
     }
 }
 

@@ -134,6 +134,9 @@ mod tests {
         assert_eq!(u.campaign, "spring sale");
         assert_eq!((u.term.as_str(), u.content.as_str()), ("t", "c"));
         assert_eq!(utm("a=1"), Utm::default());
-        assert_eq!(utm(&format!("utm_source={}", "x".repeat(400))).source.len(), 256);
+        assert_eq!(
+            utm(&format!("utm_source={}", "x".repeat(400))).source.len(),
+            256
+        );
     }
 }

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 
 const TRACKER_JS: &[u8] = include_bytes!("../../tracker-js/dist/footfall.js");
+const PORTS_JS: &[u8] = include_bytes!("../../tracker-js/dist/footfall-ports.js");
 const DEMO_HTML: &[u8] = include_bytes!("../../tracker-js/demo/index.html");
 
 /// One embedded file with its validator and a gzip copy made once at start.
@@ -24,13 +25,17 @@ impl Asset {
         let etag = format!("\"{}\"", hex::encode(&digest[..12]));
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         // Writing to a Vec cannot fail; an empty gzip copy would only mean serving uncompressed.
-        let gzip = enc.write_all(body).and_then(|_| enc.finish()).unwrap_or_default();
+        let gzip = enc
+            .write_all(body)
+            .and_then(|_| enc.finish())
+            .unwrap_or_default();
         Self { body, gzip, etag }
     }
 }
 
 pub struct Assets {
     pub tracker: Asset,
+    pub ports: Asset,
     pub demo: Asset,
 }
 
@@ -38,17 +43,26 @@ impl Default for Assets {
     fn default() -> Self {
         Self {
             tracker: Asset::new(TRACKER_JS),
+            ports: Asset::new(PORTS_JS),
             demo: Asset::new(DEMO_HTML),
         }
     }
 }
 
-fn serve(req: &HttpRequest, asset: &Asset, content_type: &'static str, cache: &'static str) -> HttpResponse {
+fn serve(
+    req: &HttpRequest,
+    asset: &Asset,
+    content_type: &'static str,
+    cache: &'static str,
+) -> HttpResponse {
     let headers = req.headers();
     let etag_matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == asset.etag || t.trim() == "*")
+        });
     let mut res = if etag_matches {
         HttpResponse::NotModified()
     } else {
@@ -67,20 +81,42 @@ fn serve(req: &HttpRequest, asset: &Asset, content_type: &'static str, cache: &'
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
     if gzip_ok && !asset.gzip.is_empty() {
-        res.insert_header((header::CONTENT_ENCODING, "gzip")).body(asset.gzip.clone())
+        res.insert_header((header::CONTENT_ENCODING, "gzip"))
+            .body(asset.gzip.clone())
     } else {
         res.body(asset.body)
     }
 }
 
-pub async fn tracker(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    // Cross-origin pages load this script, and it may be cached for a while: the ETag revalidates.
-    let mut res = serve(&req, &state.assets.tracker, "application/javascript; charset=utf-8", "public, max-age=3600");
-    res.headers_mut()
-        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+fn script(req: &HttpRequest, asset: &Asset) -> HttpResponse {
+    // Cross-origin pages load these scripts, and they may be cached for a while: the ETag revalidates.
+    let mut res = serve(
+        req,
+        asset,
+        "application/javascript; charset=utf-8",
+        "public, max-age=3600",
+    );
+    res.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     res
 }
 
+pub async fn tracker(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    script(&req, &state.assets.tracker)
+}
+
+/// The separate, opt-in port check for registered users (see `tracker-js/PROTOCOL.md`).
+pub async fn ports(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    script(&req, &state.assets.ports)
+}
+
 pub async fn demo(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    serve(&req, &state.assets.demo, "text/html; charset=utf-8", "no-cache")
+    serve(
+        &req,
+        &state.assets.demo,
+        "text/html; charset=utf-8",
+        "no-cache",
+    )
 }

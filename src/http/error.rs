@@ -64,9 +64,15 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::ContentType(_) | ApiError::ContentEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::TooLarge { .. } | ApiError::DecompressedTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BadGzip | ApiError::BodyRead(_) | ApiError::Beacon(_) => StatusCode::BAD_REQUEST,
+            ApiError::ContentType(_) | ApiError::ContentEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::TooLarge { .. } | ApiError::DecompressedTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::BadGzip | ApiError::BodyRead(_) | ApiError::Beacon(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -79,7 +85,8 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
         match self {
-            ApiError::RateLimited { retry_after_secs } | ApiError::Unavailable { retry_after_secs } => {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::Unavailable { retry_after_secs } => {
                 res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ => {}
@@ -104,14 +111,27 @@ mod tests {
             (ApiError::BodyTimeout, 408),
             (ApiError::Beacon(BeaconError::Empty), 400),
             (ApiError::Forbidden("s".into()), 403),
-            (ApiError::RateLimited { retry_after_secs: 2 }, 429),
-            (ApiError::Unavailable { retry_after_secs: 5 }, 503),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 2,
+                },
+                429,
+            ),
+            (
+                ApiError::Unavailable {
+                    retry_after_secs: 5,
+                },
+                503,
+            ),
             (ApiError::NotFound, 404),
         ];
         for (err, status) in cases {
             let res = err.error_response();
             assert_eq!(res.status().as_u16(), status, "{err}");
-            assert_eq!(res.headers().get(header::CONTENT_TYPE).unwrap(), "application/json");
+            assert_eq!(
+                res.headers().get(header::CONTENT_TYPE).unwrap(),
+                "application/json"
+            );
             let retry = res.headers().get(header::RETRY_AFTER).is_some();
             assert_eq!(retry, status == 429 || status == 503, "{err}");
         }

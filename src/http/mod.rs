@@ -66,14 +66,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/api/event")
             .route(web::post().to(ingest))
             .route(web::method(Method::OPTIONS).to(preflight))
-            .default_service(web::to(|| async { ApiError::MethodNotAllowed.error_response() })),
+            .default_service(web::to(|| async {
+                ApiError::MethodNotAllowed.error_response()
+            })),
     )
-    .route("/healthz", web::get().to(healthz))
-    .route("/readyz", web::get().to(readyz))
-    .route("/metrics", web::get().to(metrics))
-    .route("/footfall.js", web::get().to(assets::tracker))
-    .route("/", web::get().to(assets::demo))
+    .route("/healthz", get_or_head().to(healthz))
+    .route("/readyz", get_or_head().to(readyz))
+    .route("/metrics", get_or_head().to(metrics))
+    .route("/footfall.js", get_or_head().to(assets::tracker))
+    .route("/footfall-ports.js", get_or_head().to(assets::ports))
+    .route("/", get_or_head().to(assets::demo))
     .default_service(web::to(|| async { ApiError::NotFound.error_response() }));
+}
+
+/// GET, and HEAD for monitors and caches (actix sends HEAD answers without their body).
+fn get_or_head() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }
 
 /// The result of a request that was not refused.
@@ -105,7 +113,11 @@ fn limiter_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-async fn ingest(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+async fn ingest(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     state.metrics.events_received.inc();
     let result = handle(&req, payload, &state).await;
     let mut res = match result {
@@ -114,9 +126,13 @@ async fn ingest(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
             state
                 .metrics
                 .events_dropped
-                .get_or_create(&ReasonLabel { reason: reason.as_str() })
+                .get_or_create(&ReasonLabel {
+                    reason: reason.as_str(),
+                })
                 .inc();
-            HttpResponse::Accepted().insert_header(("X-Footfall-Dropped", reason.as_str())).finish()
+            HttpResponse::Accepted()
+                .insert_header(("X-Footfall-Dropped", reason.as_str()))
+                .finish()
         }
         Err(err) => {
             state
@@ -154,21 +170,35 @@ fn cors(req: &HttpRequest, state: &AppState, res: &mut HttpResponse) {
 async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let mut res = HttpResponse::NoContent()
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type, Content-Encoding"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Content-Type, Content-Encoding",
+        ))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
         .finish();
     cors(&req, &state, &mut res);
     res
 }
 
-async fn handle(req: &HttpRequest, mut payload: web::Payload, state: &AppState) -> Result<Outcome, ApiError> {
+async fn handle(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    state: &AppState,
+) -> Result<Outcome, ApiError> {
     let headers = req.headers();
 
     // Cheap checks on headers first.
     let content_type = header(headers, "content-type").unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime != "text/plain" && mime != "application/json" {
-        return Err(ApiError::ContentType(content_type.chars().take(64).collect()));
+        return Err(ApiError::ContentType(
+            content_type.chars().take(64).collect(),
+        ));
     }
     let gzip = match header(headers, "content-encoding").map(|v| v.trim().to_ascii_lowercase()) {
         None => false,
@@ -243,12 +273,20 @@ async fn handle(req: &HttpRequest, mut payload: web::Payload, state: &AppState) 
 
     let row = state.enricher.enrich(&meta, ip, &validated);
     for field in &validated.truncated {
-        state.metrics.fields_truncated.get_or_create(&FieldLabel { field }).inc();
+        state
+            .metrics
+            .fields_truncated
+            .get_or_create(&FieldLabel { field })
+            .inc();
     }
     let kind = validated.beacon.kind.as_str();
     match state.sink.try_send(row) {
         Ok(()) => {
-            state.metrics.events_accepted.get_or_create(&KindLabel { kind }).inc();
+            state
+                .metrics
+                .events_accepted
+                .get_or_create(&KindLabel { kind })
+                .inc();
             let depth = state.sink.max_capacity() - state.sink.capacity();
             state.metrics.queue_depth.set(depth as i64);
             Ok(Outcome::Accepted)
@@ -284,7 +322,8 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable()
     };
-    res.insert_header((header::CACHE_CONTROL, "no-store")).json(report)
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(report)
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
@@ -321,10 +360,16 @@ mod tests {
 
     #[test]
     fn broken_gzip_is_a_client_error() {
-        assert!(matches!(gunzip_bounded(b"not gzip", 100), Err(ApiError::BadGzip)));
+        assert!(matches!(
+            gunzip_bounded(b"not gzip", 100),
+            Err(ApiError::BadGzip)
+        ));
         let mut truncated = gz(b"hello world hello world");
         truncated.truncate(truncated.len() - 6);
-        assert!(matches!(gunzip_bounded(&truncated, 100), Err(ApiError::BadGzip)));
+        assert!(matches!(
+            gunzip_bounded(&truncated, 100),
+            Err(ApiError::BadGzip)
+        ));
     }
 
     #[test]

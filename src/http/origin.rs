@@ -49,11 +49,14 @@ fn split_origin(s: &str) -> Option<(String, String, Option<&str>)> {
 
 impl OriginPattern {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (scheme, host, port) =
-            split_origin(s).ok_or_else(|| format!("origin {s:?} is not of the form http(s)://host[:port|:*]"))?;
+        let (scheme, host, port) = split_origin(s)
+            .ok_or_else(|| format!("origin {s:?} is not of the form http(s)://host[:port|:*]"))?;
         let port = match port {
             Some("*") => None,
-            Some(p) => Some(p.parse::<u16>().map_err(|_| format!("origin {s:?} has an invalid port"))?),
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| format!("origin {s:?} has an invalid port"))?,
+            ),
             None => Some(default_port(&scheme)),
         };
         Ok(Self { scheme, host, port })
@@ -148,15 +151,27 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused() {
-        for bad in ["shop.example", "ftp://a", "https://a/path", "https://a:99999", "https://"] {
+        for bad in [
+            "shop.example",
+            "ftp://a",
+            "https://a/path",
+            "https://a:99999",
+            "https://",
+        ] {
             assert!(OriginPattern::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn referer_gives_an_origin() {
-        assert_eq!(origin_of_url("https://a.example:8080/p?q#f"), Some("https://a.example:8080"));
-        assert_eq!(origin_of_url("https://a.example"), Some("https://a.example"));
+        assert_eq!(
+            origin_of_url("https://a.example:8080/p?q#f"),
+            Some("https://a.example:8080")
+        );
+        assert_eq!(
+            origin_of_url("https://a.example"),
+            Some("https://a.example")
+        );
         assert_eq!(origin_of_url("nonsense"), None);
     }
 

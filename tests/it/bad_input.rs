@@ -34,43 +34,166 @@ struct Case {
     error_contains: &'static str,
 }
 
-fn case(name: &'static str, body: impl Into<Vec<u8>>, status: u16, error_contains: &'static str) -> Case {
-    Case { name, content_type: Some("text/plain"), encoding: None, body: body.into(), status, error_contains }
+fn case(
+    name: &'static str,
+    body: impl Into<Vec<u8>>,
+    status: u16,
+    error_contains: &'static str,
+) -> Case {
+    Case {
+        name,
+        content_type: Some("text/plain"),
+        encoding: None,
+        body: body.into(),
+        status,
+        error_contains,
+    }
 }
 
 fn cases() -> Vec<Case> {
     let valid = r#"{"v":1,"site":"demo","url":"http://localhost/x"}"#;
     let mut invalid_utf8 = valid.as_bytes().to_vec();
     invalid_utf8[28] = 0xC3; // a lone lead byte inside the url string
-    let deep = format!(r#"{{"v":1,"site":"demo","url":"http://localhost/x","device":{{"langs":{}{}}}}}"#, "[".repeat(5000), "]".repeat(5000));
+    let deep = format!(
+        r#"{{"v":1,"site":"demo","url":"http://localhost/x","device":{{"langs":{}{}}}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
     vec![
         case("empty body", "", 400, "empty"),
         case("whitespace body", "   \n", 400, "empty"),
         case("truncated JSON", &valid[..30], 400, "invalid beacon JSON"),
         case("not JSON", "hello", 400, "invalid beacon JSON"),
         case("JSON array", "[1,2]", 400, "invalid beacon JSON"),
-        case("wrong type: v", r#"{"v":"1","site":"demo","url":"http://localhost/x"}"#, 400, "invalid beacon JSON"),
-        case("wrong type: seq", r#"{"v":1,"site":"demo","url":"http://localhost/x","seq":"3"}"#, 400, "invalid beacon JSON"),
-        case("wrong type: screen", r#"{"v":1,"site":"demo","url":"http://localhost/x","device":{"screen":{"w":"big"}}}"#, 400, "invalid beacon JSON"),
-        case("negative number", r#"{"v":1,"site":"demo","url":"http://localhost/x","engaged_ms":-5}"#, 400, "invalid beacon JSON"),
-        case("unknown kind", r#"{"v":1,"site":"demo","url":"http://localhost/x","kind":"x"}"#, 400, "invalid beacon JSON"),
-        case("missing site", r#"{"v":1,"url":"http://localhost/x"}"#, 400, "site"),
+        case(
+            "wrong type: v",
+            r#"{"v":"1","site":"demo","url":"http://localhost/x"}"#,
+            400,
+            "invalid beacon JSON",
+        ),
+        case(
+            "wrong type: seq",
+            r#"{"v":1,"site":"demo","url":"http://localhost/x","seq":"3"}"#,
+            400,
+            "invalid beacon JSON",
+        ),
+        case(
+            "wrong type: screen",
+            r#"{"v":1,"site":"demo","url":"http://localhost/x","device":{"screen":{"w":"big"}}}"#,
+            400,
+            "invalid beacon JSON",
+        ),
+        case(
+            "negative number",
+            r#"{"v":1,"site":"demo","url":"http://localhost/x","engaged_ms":-5}"#,
+            400,
+            "invalid beacon JSON",
+        ),
+        case(
+            "unknown kind",
+            r#"{"v":1,"site":"demo","url":"http://localhost/x","kind":"x"}"#,
+            400,
+            "invalid beacon JSON",
+        ),
+        case(
+            "missing site",
+            r#"{"v":1,"url":"http://localhost/x"}"#,
+            400,
+            "site",
+        ),
         case("missing url", r#"{"v":1,"site":"demo"}"#, 400, "url"),
-        case("javascript url", r#"{"v":1,"site":"demo","url":"javascript:alert(1)"}"#, 400, "url"),
-        case("future version", r#"{"v":9,"site":"demo","url":"http://localhost/x"}"#, 400, "version"),
-        case("outbound without target", r#"{"v":1,"site":"demo","url":"http://localhost/x","kind":"outbound"}"#, 400, "target"),
-        case("custom without name", r#"{"v":1,"site":"demo","url":"http://localhost/x","kind":"custom"}"#, 400, "name"),
+        case(
+            "javascript url",
+            r#"{"v":1,"site":"demo","url":"javascript:alert(1)"}"#,
+            400,
+            "url",
+        ),
+        case(
+            "future version",
+            r#"{"v":9,"site":"demo","url":"http://localhost/x"}"#,
+            400,
+            "version",
+        ),
+        case(
+            "outbound without target",
+            r#"{"v":1,"site":"demo","url":"http://localhost/x","kind":"outbound"}"#,
+            400,
+            "target",
+        ),
+        case(
+            "custom without name",
+            r#"{"v":1,"site":"demo","url":"http://localhost/x","kind":"custom"}"#,
+            400,
+            "name",
+        ),
         case("invalid UTF-8", invalid_utf8, 400, "UTF-8"),
         case("deep nesting", deep, 400, "invalid beacon JSON"),
-        case("huge body", format!(r#"{{"v":1,"site":"demo","url":"http://localhost/{}"}}"#, "a".repeat(40_000)), 413, "larger than"),
+        case(
+            "huge body",
+            format!(
+                r#"{{"v":1,"site":"demo","url":"http://localhost/{}"}}"#,
+                "a".repeat(40_000)
+            ),
+            413,
+            "larger than",
+        ),
         case("NUL bytes", "\0\0\0\0", 400, "invalid beacon JSON"),
-        Case { name: "form content type", content_type: Some("application/x-www-form-urlencoded"), encoding: None, body: valid.into(), status: 415, error_contains: "Content-Type" },
-        Case { name: "no content type", content_type: None, encoding: None, body: valid.into(), status: 415, error_contains: "Content-Type" },
-        Case { name: "brotli encoding", content_type: Some("text/plain"), encoding: Some("br"), body: valid.into(), status: 415, error_contains: "Content-Encoding" },
-        Case { name: "gzip ok", content_type: Some("text/plain"), encoding: Some("gzip"), body: gzip(valid.as_bytes()), status: 202, error_contains: "" },
-        Case { name: "bad gzip", content_type: Some("text/plain"), encoding: Some("gzip"), body: b"not gzip at all".to_vec(), status: 400, error_contains: "gzip" },
-        Case { name: "gzip bomb", content_type: Some("application/json"), encoding: Some("gzip"), body: gzip(&vec![b' '; 10_000_000]), status: 413, error_contains: "decompresses" },
-        Case { name: "gzip of garbage", content_type: Some("text/plain"), encoding: Some("gzip"), body: gzip(b"\xff\xfe{{{"), status: 400, error_contains: "" },
+        Case {
+            name: "form content type",
+            content_type: Some("application/x-www-form-urlencoded"),
+            encoding: None,
+            body: valid.into(),
+            status: 415,
+            error_contains: "Content-Type",
+        },
+        Case {
+            name: "no content type",
+            content_type: None,
+            encoding: None,
+            body: valid.into(),
+            status: 415,
+            error_contains: "Content-Type",
+        },
+        Case {
+            name: "brotli encoding",
+            content_type: Some("text/plain"),
+            encoding: Some("br"),
+            body: valid.into(),
+            status: 415,
+            error_contains: "Content-Encoding",
+        },
+        Case {
+            name: "gzip ok",
+            content_type: Some("text/plain"),
+            encoding: Some("gzip"),
+            body: gzip(valid.as_bytes()),
+            status: 202,
+            error_contains: "",
+        },
+        Case {
+            name: "bad gzip",
+            content_type: Some("text/plain"),
+            encoding: Some("gzip"),
+            body: b"not gzip at all".to_vec(),
+            status: 400,
+            error_contains: "gzip",
+        },
+        Case {
+            name: "gzip bomb",
+            content_type: Some("application/json"),
+            encoding: Some("gzip"),
+            body: gzip(&vec![b' '; 10_000_000]),
+            status: 413,
+            error_contains: "decompresses",
+        },
+        Case {
+            name: "gzip of garbage",
+            content_type: Some("text/plain"),
+            encoding: Some("gzip"),
+            body: gzip(b"\xff\xfe{{{"),
+            status: 400,
+            error_contains: "",
+        },
     ]
 }
 
@@ -91,26 +214,47 @@ async fn every_malformed_body_gets_its_4xx_and_a_json_error() {
         if let Some(enc) = case.encoding {
             req = req.header("content-encoding", enc);
         }
-        let res = req.send().await.unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let res = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         assert_eq!(res.status().as_u16(), case.status, "{}", case.name);
         if case.status == 202 {
             accepted += 1;
             continue;
         }
-        assert_eq!(res.headers()["content-type"], "application/json", "{}", case.name);
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/json",
+            "{}",
+            case.name
+        );
         let body: Value = res.json().await.unwrap();
-        let msg = body["error"].as_str().unwrap_or_else(|| panic!("{}: no error string", case.name));
+        let msg = body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no error string", case.name));
         assert!(msg.contains(case.error_contains), "{}: {msg}", case.name);
     }
     // The server is fine and stored exactly the valid ones.
-    let health = c.http.get(format!("{}/healthz", c.base)).send().await.unwrap();
+    let health = c
+        .http
+        .get(format!("{}/healthz", c.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(c.rows(accepted).await.len(), accepted);
     c.shutdown().await;
 }
 
 /// An app with the real handlers and state but a writer that never drains, and no ClickHouse.
-async fn stalled_app(queue: usize) -> (web::Data<AppState>, mpsc::Receiver<EventRow>, tempfile::TempDir) {
+async fn stalled_app(
+    queue: usize,
+) -> (
+    web::Data<AppState>,
+    mpsc::Receiver<EventRow>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let (metrics, registry) = Metrics::standalone();
     let clock = Arc::new(SystemClock);
@@ -194,7 +338,10 @@ async fn prefetches_are_dropped_with_a_reason_not_an_error() {
     assert_eq!(res.headers().get("x-footfall-dropped").unwrap(), "prefetch");
     assert!(rx.try_recv().is_err(), "a dropped event is not stored");
     let m = footfall::metrics::render(&state.registry);
-    assert!(m.contains(r#"footfall_events_dropped_total{reason="prefetch"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"footfall_events_dropped_total{reason="prefetch"} 1"#),
+        "{m}"
+    );
 }
 
 #[actix_web::test]
@@ -202,8 +349,17 @@ async fn random_bytes_never_panic_the_handler() {
     let (state, _rx, _dir) = stalled_app(100_000).await;
     let app = test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
     // A deterministic generator: truncations and byte flips of a real beacon, and pure noise.
-    let seed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/beacons.jsonl")).unwrap();
-    let seed = seed.lines().next().unwrap().replace("\"site\":\"shop\"", "\"site\":\"demo\"").into_bytes();
+    let seed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/beacons.jsonl"
+    ))
+    .unwrap();
+    let seed = seed
+        .lines()
+        .next()
+        .unwrap()
+        .replace("\"site\":\"shop\"", "\"site\":\"demo\"")
+        .into_bytes();
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
         x ^= x << 13;
@@ -228,17 +384,27 @@ async fn random_bytes_never_panic_the_handler() {
             .uri("/api/event")
             .insert_header(("content-type", "text/plain"))
             .insert_header(("origin", "http://localhost:8080"))
-            .peer_addr(format!("198.51.{}.{}:5555", i % 200, i % 250).parse().unwrap())
+            .peer_addr(
+                format!("198.51.{}.{}:5555", i % 200, i % 250)
+                    .parse()
+                    .unwrap(),
+            )
             .set_payload(body)
             .to_request();
         let res = test::call_service(&app, req).await;
         let status = res.status().as_u16();
-        assert!(status == 202 || (400..500).contains(&status), "case {i}: {status}");
+        assert!(
+            status == 202 || (400..500).contains(&status),
+            "case {i}: {status}"
+        );
         if status != 202 {
             let body: Value = test::read_body_json(res).await;
             assert!(body["error"].is_string(), "case {i}");
         }
         *seen.entry(status).or_insert(0) += 1;
     }
-    assert!(seen.contains_key(&400) && seen.contains_key(&202), "{seen:?}");
+    assert!(
+        seen.contains_key(&400) && seen.contains_key(&202),
+        "{seen:?}"
+    );
 }

@@ -9,7 +9,11 @@ use crate::harness::{clickhouse_url, db_name, server_client};
 const BIN: &str = env!("CARGO_BIN_EXE_footfall");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -25,13 +29,19 @@ fn without_any_clickhouse_it_says_what_to_install_and_fails() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("apt-get install -y clickhouse-server"), "{stderr}");
+    assert!(
+        stderr.contains("apt-get install -y clickhouse-server"),
+        "{stderr}"
+    );
     assert!(stderr.contains("clickhouse.com"), "{stderr}");
 }
 
 #[test]
 fn bad_configuration_is_reported_with_the_setting() {
-    let out = Command::new(BIN).env("FOOTFALL_SITES", "demo").output().unwrap();
+    let out = Command::new(BIN)
+        .env("FOOTFALL_SITES", "demo")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("FOOTFALL_SITES"));
 }
@@ -52,13 +62,27 @@ fn serve_starts_a_managed_clickhouse_and_stops_it_on_sigterm() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = lines.next().expect("a line").unwrap();
-    assert!(line.starts_with(&format!("footfall is listening on http://127.0.0.1:{port}/")), "{line}");
-    let ch_url = line.rsplit("ClickHouse at ").next().unwrap().trim_end_matches(')').to_owned();
+    assert!(
+        line.starts_with(&format!(
+            "footfall is listening on http://127.0.0.1:{port}/"
+        )),
+        "{line}"
+    );
+    let ch_url = line
+        .rsplit("ClickHouse at ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let ready = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.unwrap();
+        let ready = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ready.status(), 200);
         let res = http
             .post(format!("http://127.0.0.1:{port}/api/event"))
@@ -69,10 +93,16 @@ fn serve_starts_a_managed_clickhouse_and_stops_it_on_sigterm() {
             .await
             .unwrap();
         assert_eq!(res.status(), 202);
-        let ch = clickhouse::Client::default().with_url(&ch_url).with_validation(false);
+        let ch = clickhouse::Client::default()
+            .with_url(&ch_url)
+            .with_validation(false);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let n: u64 = ch.query("SELECT count() FROM footfall.events").fetch_one().await.unwrap();
+            let n: u64 = ch
+                .query("SELECT count() FROM footfall.events")
+                .fetch_one()
+                .await
+                .unwrap();
             if n == 1 {
                 break;
             }
@@ -80,18 +110,27 @@ fn serve_starts_a_managed_clickhouse_and_stops_it_on_sigterm() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    assert!(dir.path().join("clickhouse/data").is_dir(), "ClickHouse data lives under the data dir");
+    assert!(
+        dir.path().join("clickhouse/data").is_dir(),
+        "ClickHouse data lives under the data dir"
+    );
     assert!(dir.path().join("secret").is_file());
     assert!(dir.path().join("salts.json").is_file());
 
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     // The managed server is gone with it.
     let ch_addr = ch_url.trim_start_matches("http://").to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(&ch_addr).is_ok() {
-        assert!(Instant::now() < deadline, "managed ClickHouse still running");
+        assert!(
+            Instant::now() < deadline,
+            "managed ClickHouse still running"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -108,14 +147,26 @@ fn a_killed_collector_leaves_no_orphan_clickhouse() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
-    let ch_addr = line.rsplit("ClickHouse at http://").next().unwrap().trim_end_matches(')').to_owned();
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let ch_addr = line
+        .rsplit("ClickHouse at http://")
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
     assert!(std::net::TcpStream::connect(&ch_addr).is_ok());
     child.kill().unwrap(); // SIGKILL: no destructor runs
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(&ch_addr).is_ok() {
-        assert!(Instant::now() < deadline, "orphaned ClickHouse still running");
+        assert!(
+            Instant::now() < deadline,
+            "orphaned ClickHouse still running"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -130,11 +181,18 @@ fn migrate_is_idempotent_and_says_what_it_did() {
             .env("FOOTFALL_CLICKHOUSE_DATABASE", &db)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let first = run();
-    assert!(first.contains(&format!("created database `{db}`")), "{first}");
+    assert!(
+        first.contains(&format!("created database `{db}`")),
+        "{first}"
+    );
     assert!(first.contains("applied: 001_events"), "{first}");
     let second = run();
     assert!(second.contains("already applied: 001_events"), "{second}");
@@ -154,7 +212,10 @@ fn migrate_is_idempotent_and_says_what_it_did() {
 #[test]
 fn schema_is_rendered_per_server_version() {
     let render = |v: &str| {
-        let out = Command::new(BIN).args(["schema", "--server-version", v]).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["schema", "--server-version", v])
+            .output()
+            .unwrap();
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap()
     };

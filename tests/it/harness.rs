@@ -29,13 +29,22 @@ pub fn clickhouse_url() -> &'static str {
     &SERVER
         .get_or_init(|| {
             if let Ok(url) = std::env::var("FOOTFALL_TEST_CLICKHOUSE_URL") {
-                return Server { url, _managed: None, _dir: None };
+                return Server {
+                    url,
+                    _managed: None,
+                    _dir: None,
+                };
             }
-            let binary = Binary::find(std::env::var("PATH").ok().as_deref())
-                .expect("no ClickHouse binary: run scripts/test.sh, which installs clickhouse-server");
+            let binary = Binary::find(std::env::var("PATH").ok().as_deref()).expect(
+                "no ClickHouse binary: run scripts/test.sh, which installs clickhouse-server",
+            );
             let dir = tempfile::tempdir().expect("tempdir");
             let managed = ManagedClickHouse::start(&binary, dir.path()).expect("start ClickHouse");
-            Server { url: managed.url.clone(), _managed: Some(managed), _dir: Some(dir) }
+            Server {
+                url: managed.url.clone(),
+                _managed: Some(managed),
+                _dir: Some(dir),
+            }
         })
         .url
 }
@@ -43,20 +52,27 @@ pub fn clickhouse_url() -> &'static str {
 /// A database name unique to this test and run.
 pub fn db_name(test: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let clean: String = test.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let clean: String = test
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     format!("t_{}_{}_{}", clean, std::process::id(), n)
 }
 
 /// A client on the test server with no database, as old servers need it (no validation).
 pub fn server_client() -> Client {
-    Client::default().with_url(clickhouse_url()).with_validation(false)
+    Client::default()
+        .with_url(clickhouse_url())
+        .with_validation(false)
 }
 
 /// A config for a collector on a free loopback port writing to `db`, with fast batches.
 pub fn test_config(db: &str, data_dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    c.data_dir = data_dir.to_owned();
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
+    };
     c.clickhouse.url = Some(clickhouse_url().to_owned());
     c.clickhouse.database = db.to_owned();
     c.clickhouse.batch_period_ms = 100;
@@ -64,8 +80,14 @@ pub fn test_config(db: &str, data_dir: &std::path::Path) -> Config {
     c.limits.rate_per_second = 10_000;
     c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     c.sites = vec![
-        SiteConfig { id: "demo".into(), origins: vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()] },
-        SiteConfig { id: "shop".into(), origins: vec!["https://shop.example".into()] },
+        SiteConfig {
+            id: "demo".into(),
+            origins: vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()],
+        },
+        SiteConfig {
+            id: "shop".into(),
+            origins: vec!["https://shop.example".into()],
+        },
     ];
     c
 }
@@ -93,9 +115,15 @@ impl TestCollector {
         Self::start_config(config, data_dir, Arc::new(SystemClock)).await
     }
 
-    pub async fn start_config(config: Config, data_dir: tempfile::TempDir, clock: SharedClock) -> Self {
+    pub async fn start_config(
+        config: Config,
+        data_dir: tempfile::TempDir,
+        clock: SharedClock,
+    ) -> Self {
         let db_name = config.clickhouse.database.clone();
-        let running = serve::start(config, &HashMap::new(), clock).await.expect("collector starts");
+        let running = serve::start(config, &HashMap::new(), clock)
+            .await
+            .expect("collector starts");
         let base = format!("http://{}", running.addr);
         Self {
             base,
@@ -139,7 +167,11 @@ impl TestCollector {
     }
 
     pub async fn count(&self) -> u64 {
-        self.db.query("SELECT count() FROM events").fetch_one().await.expect("count")
+        self.db
+            .query("SELECT count() FROM events")
+            .fetch_one()
+            .await
+            .expect("count")
     }
 
     pub async fn shutdown(&mut self) {

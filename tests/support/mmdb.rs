@@ -1,6 +1,8 @@
 //! Test GeoIP databases, generated in the layouts footfall reads (MaxMind GeoIP2 City, GeoLite2-ASN,
 //! GeoIP2-ISP, DB-IP City Lite), so no downloaded database is needed.
 
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -44,15 +46,24 @@ pub const LONDON: Place = Place {
 };
 
 fn names(en: &str) -> Value {
-    Value::map([("en", Value::from(en)), ("ru", Value::from(format!("{en} (ru)")))])
+    Value::map([
+        ("en", Value::from(en)),
+        ("ru", Value::from(format!("{en} (ru)"))),
+    ])
 }
 
 fn city_record(p: &Place) -> Value {
     Value::map([
-        ("city", Value::map([("geoname_id", Value::from(1u32)), ("names", names(p.city))])),
+        (
+            "city",
+            Value::map([("geoname_id", Value::from(1u32)), ("names", names(p.city))]),
+        ),
         (
             "country",
-            Value::map([("iso_code", Value::from(p.country)), ("names", names(p.country))]),
+            Value::map([
+                ("iso_code", Value::from(p.country)),
+                ("names", names(p.country)),
+            ]),
         ),
         (
             "subdivisions",
@@ -61,14 +72,18 @@ fn city_record(p: &Place) -> Value {
                 ("names", names(p.region_name)),
             ])]),
         ),
-        ("location", Value::map([("time_zone", Value::from("Asia/Almaty"))])),
+        (
+            "location",
+            Value::map([("time_zone", Value::from("Asia/Almaty"))]),
+        ),
     ])
 }
 
 fn write(dir: &Path, file: &str, db_type: &str, records: impl Fn(&Place) -> Value) -> PathBuf {
     let mut w = Writer::new(db_type);
     for p in [&ALMATY, &LONDON] {
-        w.insert_value(p.net.parse::<ipnet::IpNet>().unwrap(), records(p)).unwrap();
+        w.insert_value(p.net.parse::<ipnet::IpNet>().unwrap(), records(p))
+            .unwrap();
     }
     let path = dir.join(file);
     std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
@@ -85,7 +100,13 @@ pub fn dbip_city_db(dir: &Path) -> PathBuf {
     write(dir, "dbip-city-lite.mmdb", "DBIP-City-Lite", |p| {
         Value::map([
             ("city", Value::map([("names", names(p.city))])),
-            ("country", Value::map([("iso_code", Value::from(p.country)), ("names", names(p.country))])),
+            (
+                "country",
+                Value::map([
+                    ("iso_code", Value::from(p.country)),
+                    ("names", names(p.country)),
+                ]),
+            ),
             (
                 "subdivisions",
                 Value::array([Value::map([("names", names(p.region_name))])]),
@@ -109,7 +130,10 @@ pub fn isp_db(dir: &Path) -> PathBuf {
     write(dir, "GeoIP2-ISP-Test.mmdb", "GeoIP2-ISP", |p| {
         let mut m = BTreeMap::new();
         m.insert("autonomous_system_number".to_string(), Value::from(p.asn));
-        m.insert("autonomous_system_organization".to_string(), Value::from(p.as_org));
+        m.insert(
+            "autonomous_system_organization".to_string(),
+            Value::from(p.as_org),
+        );
         m.insert("isp".to_string(), Value::from(p.isp));
         m.insert("organization".to_string(), Value::from(p.isp));
         Value::map(m)

@@ -1,20 +1,18 @@
 // footfall browser beacon. See PROTOCOL.md for the wire format and behaviour.
 import { rid, touch, outbound, props, qpush, retryAfter } from './lib.js';
-import { collect, idle, W, N, D, T } from './device.js';
+import { collect, W, N, D, T } from './device.js';
 
 T(() => {
   const L = 'localStorage', S = 'sessionStorage', sc = D.currentScript, ds = sc.dataset, site = ds.site;
   const pre = W.footfall, loc = location;
   if (!site || pre?.ff) return;
   const origin = new URL(sc.src).origin, API = origin + '/api/event';
-  const yes = k => ds[k] == 'true', now = () => Date.now();
+  const yes = k => ds[k] == 'true', now = Date.now;
   const on = (t, f, o) => (o || W).addEventListener(t, f, true);
   // storage: st(store, key) reads JSON, st(store, key, falsy) removes, st(store, key, v) writes
-  const st = (s, k, v) => T(() => {
-    const o = W[s];
-    if (v === undefined) return JSON.parse(o.getItem(k));
-    v ? o.setItem(k, JSON.stringify(v)) : o.removeItem(k);
-  });
+  // (Storage named properties: a missing key reads as undefined, JSON.parse throws -> undefined;
+  // W[s] is read inside T: the getter throws where storage is blocked)
+  const st = (s, k, v) => T((o = W[s]) => v === undefined ? JSON.parse(o[k]) : v ? o[k] = JSON.stringify(v) : delete o[k]);
 
   const gpc = !!N.globalPrivacyControl, dnt = N.doNotTrack == '1';
   const blocked = yes('respectDnt') && (gpc || dnt), req = yes('consentRequired');
@@ -37,10 +35,9 @@ T(() => {
   const ev = (kind, x, keep) => {
     touch(s, now(), keep);
     const e = {
-      v: 1, site, kind, url: cur, sid: s.i, seq: s.n, ts: now(), uid: s.u, cid: st(L, 'ff_id') || undefined,
-      consent: c.a ? 'granted' : c.a === false ? 'denied' : 'unset', gpc, dnt
+      v: 1, site, kind, url: cur, sid: s.i, seq: s.n, ts: now(), uid: s.u, cid: st(L, 'ff_id'),
+      consent: c.a ? 'granted' : c.a === false ? 'denied' : 'unset', gpc, dnt, ...x
     };
-    Object.assign(e, x);
     if (kind == 'pageview') {
       e.title = D.title; e.prev = s.p; s.p = cur;
       if (dev && fpOK()) e.device = dev, dev = 0; // once per page load
@@ -60,19 +57,16 @@ T(() => {
     }, () => retry(e));
   };
   const retry = e => { qpush(q, e); save(); };
-  const flush = () => { const a = q.splice(0); save(); a.forEach(e => tx(e)); };
+  const flush = () => { const a = q.splice(0); save(); a.map(e => tx(e)); };
   const out = (e, beacon) => hold ? hold.push([e, beacon]) : T(() => tx(e, beacon));
-  const release = beacon => { const h = hold; hold = null; h?.forEach(x => out(x[0], beacon || x[1])); };
+  // (hold = null is evaluated before map runs, so out() sends instead of queueing again)
+  const release = (beacon, h = hold) => h?.map(x => out(x[0], beacon || x[1]), hold = null);
 
-  // device fingerprint: after load, in idle time, once per page load
-  const fp = () => {
-    if (started || !fpOK()) return;
-    started = 1;
-    const go = () => idle(() => collect(yes('fontList'))).then(d => {
-      if (hold && fpOK()) hold[0][0].device = d; else dev = d; // else: next pageview
-    }).then(release, release);
-    D.readyState == 'complete' ? go() : on('load', go);
-  };
+  // device fingerprint: after load, once per page load
+  const go = () => T(() => collect(yes('fontList')).then(d => {
+    if (hold && fpOK()) hold[0][0].device = d; else dev = d; // else: next pageview
+  }).then(release, release));
+  const fp = () => started || !fpOK() || (started = 1, D.readyState == 'complete' ? go() : on('load', go));
 
   // engagement: visible AND focused time, plus wall time, per page view (sent as deltas)
   let eng = 0, es = 0, ws = now(), dirty = 1;
@@ -87,19 +81,18 @@ T(() => {
     eng = 0; ws = now(); dirty = 0;
     if (es) es = ws; // engaged time restarts at the same instant as wall time
   };
-  const hide = () => { release(1); engage(1); };
+  const hide = () => engage(1, release(1));
   on('visibilitychange', () => D.hidden ? hide() : (tick(), dirty = 1), D);
   on('pagehide', hide);
   on('focus', tick); on('blur', tick);
   tick();
 
   // SPA routes
-  const route = () => {
-    const u = href();
+  const route = (u = href()) => {
     if (u != cur) { engage(); cur = u; dirty = 1; tick(); out(ev('pageview')); }
   };
   const later = () => setTimeout(route);
-  ['pushState', 'replaceState'].forEach(m => {
+  ["pushState", "replaceState"].map(m => {
     const o = history[m];
     history[m] = function () { later(); return o.apply(this, arguments); };
   });
@@ -117,7 +110,7 @@ T(() => {
   const ports = () => {
     if (ds.ports && s.u && fpOK() && s.x != s.i) {
       s.x = s.i; save();
-      D.head.append(Object.assign(D.createElement('script'), { src: origin + '/footfall-ports.js' }));
+      D.head.appendChild(D.createElement('script')).src = origin + '/footfall-ports.js';
     }
   };
   const cmd = {
@@ -128,9 +121,9 @@ T(() => {
   const api = W.footfall = (k, ...a) => T(() => cmd[k](...a));
   api.ff = 1;
   const queued = [...pre?.q || []], early = a => a[0] != 'event';
-  queued.filter(early).forEach(a => api(...a));
+  queued.filter(early).map(a => api(...a));
   const first = ev('pageview', { ref: D.referrer || undefined });
   if (fpOK()) { hold = [[first]]; fp(); setTimeout(release, 5000); } else out(first);
-  queued.filter(a => !early(a)).forEach(a => api(...a));
+  queued.map(a => early(a) || api(...a));
   flush();
 });

@@ -3,8 +3,8 @@
 
 /**
  * FNV-1a 64-bit, computed with two 32-bit halves (exact), as 16 lowercase hex chars.
- * Hashes UTF-16 code units (chars < 256 in our inputs except canvas data URLs, which are ASCII).
- * prime = 2^40 + 435, so h * prime = h * 435 + (lo << 40).
+ * Hashes UTF-16 code units. prime = 2^40 + 435, so h * prime = h * 435 + (lo << 40).
+ * Self-contained (no outer references): its source text is also copied into the device worker.
  */
 export const hash = s => {
   let h = 0xcbf29ce4, l = 0x84222325, i = 0, t;
@@ -14,9 +14,8 @@ export const hash = s => {
     h = Math.imul(h, 435) + (l << 8) + (t / 2 ** 32 | 0) >>> 0;
     l = t >>> 0;
   }
-  return hex(h) + hex(l);
+  return [h, l].map(n => (n + 2 ** 32).toString(16).slice(1)).join('');
 };
-const hex = n => n.toString(16).padStart(8, '0');
 
 /** Random id: ~26 chars of [0-9a-z] (128 bits) from crypto.getRandomValues. */
 export const rid = () => [].map.call(crypto.getRandomValues(new Uint32Array(4)), n => n.toString(36)).join('');
@@ -25,10 +24,10 @@ export const rid = () => [].map.call(crypto.getRandomValues(new Uint32Array(4)),
  * Fallback CPU-architecture guess from navigator.platform, then the UA string, then the WebGL
  * renderer (Apple M-series): [arch, bits, src]; all '' when unknown.
  */
-export const arch = (platform, ua, renderer) => {
-  for (const [k, src] of [[platform, 'platform'], [ua, 'ua'], [renderer, 'webgl']]) {
-    const m = /(x86_64|x86-64|x64|amd64|wow64)|(aarch64|arm64|iphone|ipad|apple m\d)|(i[3-6]86)|(arm)/i.exec(k);
-    if (m) return [m[1] || m[3] ? 'x86' : 'arm', m[3] || m[4] ? '32' : '64', src];
+export const arch = (...a) => { // (platform, ua, renderer)
+  for (const i in a) {
+    const m = /(x86_64|x86-64|x64|amd64|wow64)|(aarch64|arm64|iphone|ipad|apple m\d)|(i[3-6]86)|(arm)/i.exec(a[i]);
+    if (m) return [m[1] || m[3] ? 'x86' : 'arm', m[3] || m[4] ? '32' : '64', ['platform', 'ua', 'webgl'][i]];
   }
   return ['', '', ''];
 };
@@ -61,8 +60,8 @@ export const props = o => {
   return r;
 };
 
-/** Bounded retry queue: keeps the newest `max` events (events are pushed one at a time). */
-export const qpush = (q, e, max = 50) => q.push(e) > max && q.shift();
+/** Bounded retry queue: keeps the newest 50 events (events are pushed one at a time). */
+export const qpush = (q, e) => q.push(e) > 50 && q.shift();
 
 /** Retry-After header (delta-seconds) -> ms, clamped to [1 s, 1 h]; absent/0/HTTP-date -> 30 s. */
 export const retryAfter = h => Math.min(Math.max(parseInt(h) * 1000 || 30000, 1000), 3600000);

@@ -1,5 +1,6 @@
 // End-to-end test of dist/footfall.js (+ dist/footfall-ports.js) in headless Debian Chromium via
-// playwright-core. Writes the captured beacons to ../tests/fixtures/beacons.jsonl for the Rust tests.
+// playwright-core. With UPDATE_FIXTURES=1 it rewrites ../tests/fixtures/beacons.jsonl, the captured
+// beacons the Rust tests replay; a normal run leaves the committed fixtures alone.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -13,6 +14,25 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURE = join(root, '..', 'tests', 'fixtures', 'beacons.jsonl');
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+
+// Init script: records each Worker the page creates (time until its first message, the keys of
+// that message) and every long task (> 50 ms) on the main thread.
+const instrument = () => {
+  const Wk = window.Worker;
+  window.__workers = []; window.__longtasks = [];
+  window.Worker = class extends Wk {
+    constructor(...a) {
+      super(...a);
+      const r = { messages: 0, keys: null, ms: -1 }, t = performance.now();
+      window.__workers.push(r);
+      this.addEventListener('message', e => { if (!r.messages++) r.ms = performance.now() - t, r.keys = Object.keys(e.data || {}); });
+    }
+  };
+  try {
+    new PerformanceObserver(l => l.getEntries().forEach(e => window.__longtasks.push({ start: e.startTime, duration: e.duration })))
+      .observe({ type: 'longtask', buffered: true });
+  } catch (e) {}
+};
 
 const page = (attrs, ports) => `<!doctype html><html><head><meta charset="utf-8"><title>Home</title>
 <script>window.footfall=window.footfall||function(){(footfall.q=footfall.q||[]).push(arguments)};
@@ -78,32 +98,19 @@ test('beacon in headless Chromium', { skip: !existsSync(CHROMIUM) && `${CHROMIUM
       if (u.hostname == '127.0.0.1') return r.continue();
       foreign.push(u.href); return r.abort();
     });
-    // time every requestIdleCallback callback: the first one is the synchronous fingerprint pass
-    await ctx.addInitScript(() => {
-      const ric = window.requestIdleCallback;
-      window.__ric = [];
-      window.requestIdleCallback = (cb, o) => ric.call(window, d => {
-        const t = performance.now();
-        try { return cb(d); } finally { window.__ric.push(performance.now() - t); }
-      }, o);
-    });
+    await ctx.addInitScript(instrument);
     const p = await ctx.newPage();
     if (process.env.FF_DEBUG) { p.on('console', m => console.log('console:', m.text())); p.on('pageerror', e => console.log('pageerror:', e)); p.on('request', r => console.log('req:', r.method(), r.url())); p.on('requestfailed', r => console.log('failed:', r.url(), r.failure()?.errorText)); }
     await p.goto(origin + '/');
     const pv1 = await wait(e => e.kind == 'pageview', 'first pageview');
     const nav = await p.evaluate(() => ({ langs: [...navigator.languages], ua: navigator.userAgent, uach: !!navigator.userAgentData }));
-    // the fingerprint runs as 6 idle slices: basics+automation, WebGL, Intl time zone, canvas,
-    // canvas again, fonts (the ports script's idle callback comes later)
-    const slices = (await p.evaluate(() => window.__ric)).slice(0, 6);
-    const fpMs = slices.reduce((a, b) => a + b, 0);
-    console.log(`fingerprint main-thread ms: ${fpMs.toFixed(1)} (idle slices: ${slices.map(x => x.toFixed(1)).join(', ')})`);
     console.log(`navigator.languages under locale kk-KZ: ${JSON.stringify(nav.langs)}`);
     const d = pv1.device;
     console.log('device block:', JSON.stringify(d));
-    // Spec budget is 50 ms total. Cold ICU (Intl) init, SwiftShader WebGL context creation, emoji
-    // font load and fontconfig misses dominate; on a busy 2-core box this measures well above 50.
-    // FP_STRICT=1 enforces the 50 ms budget (total); by default only gross regressions fail.
-    assert.ok(fpMs <= (process.env.FP_STRICT ? 50 : 400), `fingerprint took ${fpMs} ms`);
+    // canvas/WebGL/fonts/tz were measured in one worker (no main-thread fallback)
+    const w1 = await p.evaluate(() => window.__workers);
+    assert.deepEqual(w1.map(w => [w.messages, w.keys]), [[1, ['tz', 'webgl', 'canvas', 'fonts']]]);
+    console.log(`device worker answered after ${w1[0].ms.toFixed(0)} ms (page load)`);
 
     assert.equal(pv1.v, 1); assert.equal(pv1.site, 'shop'); assert.equal(pv1.url, origin + '/');
     assert.equal(pv1.title, 'Home'); assert.equal(pv1.prev, ''); assert.equal(pv1.seq, 1);
@@ -212,14 +219,51 @@ test('beacon in headless Chromium', { skip: !existsSync(CHROMIUM) && `${CHROMIUM
     events.length = 0;
     const ctx2 = await browser.newContext({ viewport: { width: 800, height: 600 }, timezoneId: 'Asia/Almaty', locale: 'kk-KZ' });
     await ctx2.route('**/*', r => new URL(r.request().url()).hostname == '127.0.0.1' ? r.continue() : (foreign.push(r.request().url()), r.abort()));
+    await ctx2.addInitScript(instrument);
     const p2 = await ctx2.newPage();
     await p2.goto(origin + '/?cr');
     const c1 = await wait(e => e.kind == 'pageview', 'cookieless pageview');
     assert.equal(c1.consent, 'unset'); assert.equal(c1.device, undefined); assert.equal(c1.cid, undefined);
     await new Promise(r => setTimeout(r, 200));
     assert.deepEqual(await p2.evaluate(() => Object.keys(localStorage).concat(Object.keys(sessionStorage))), [], 'nothing stored before consent');
-    await p2.evaluate(() => footfall('consent', { analytics: true, fingerprint: true }));
-    await new Promise(r => setTimeout(r, 800));
+
+    // Fingerprint main-thread time. With consent required nothing is collected until consent, so
+    // the collection starts at a known moment on an idle, loaded page. Main-thread time = CDP
+    // Performance.getMetrics TaskDuration (wall time of every task on the renderer main thread:
+    // script, style, layout, GC, message handling; worker threads are not counted) over a window
+    // that starts right before footfall('consent') and ends after the device block is ready,
+    // minus the same metric over an equally long window with an equivalent call and no
+    // fingerprint (measurement overhead and background noise). Everything else the page does in
+    // that window is counted too, so this is an upper bound. The cost of the worker thread itself
+    // is reported separately (it does not block the page).
+    const cdp = await ctx2.newCDPSession(p2);
+    await cdp.send('Performance.enable');
+    const taskMs = async () => (await cdp.send('Performance.getMetrics')).metrics.find(m => m.name == 'TaskDuration').value * 1000;
+    const WINDOW = 1500;
+    // returns [TaskDuration over the window, duration of the synchronous call itself]
+    const measure = async fn => {
+      const t0 = await taskMs();
+      const sync = await p2.evaluate(fn);
+      await new Promise(r => setTimeout(r, WINDOW));
+      return [(await taskMs()) - t0, sync];
+    };
+    const [base] = await measure(() => { const t = performance.now(); footfall('event', 'noop'); return performance.now() - t; });
+    const [fpWin, sync] = await measure(() => {
+      const t = performance.now(); footfall('consent', { analytics: true, fingerprint: true }); return performance.now() - t;
+    });
+    const fpMs = Math.max(0, fpWin - base);
+    const ins = await p2.evaluate(() => ({ workers: window.__workers, longtasks: window.__longtasks }));
+    const lt = ins.longtasks; // long tasks (> 50 ms) on the main thread since navigation
+    console.log(`fingerprint main-thread ms: ${fpMs.toFixed(1)} (TaskDuration ${fpWin.toFixed(1)} ms in a ${WINDOW} ms window ` +
+      `minus ${base.toFixed(1)} ms baseline; the synchronous consent call incl. starting the worker: ${sync.toFixed(1)} ms); worker: ${ins.workers.map(w => w.ms.toFixed(0) + ' ms until its answer').join(', ')}; ` +
+      `long tasks: ${JSON.stringify(lt.map(x => Math.round(x.duration)))}`);
+    assert.deepEqual(ins.workers.map(w => [w.messages, w.keys]), [[1, ['tz', 'webgl', 'canvas', 'fonts']]], 'one worker answered');
+    assert.ok(ins.workers[0].ms < WINDOW - 300, `the worker answered within the measured window (${ins.workers[0].ms} ms)`);
+    // Requirement: <= 50 ms of main-thread time. Asserted on the raw window (baseline not
+    // subtracted: conservative). FP_BUDGET_MS overrides the budget for debugging only.
+    const budget = +(process.env.FP_BUDGET_MS || 50);
+    assert.ok(fpWin <= budget, `fingerprint window took ${fpWin.toFixed(1)} ms of main-thread time (budget ${budget} ms; ` +
+      `${fpMs.toFixed(1)} ms above the baseline)`);
     await p2.evaluate(() => history.pushState({}, '', '/spa/b'));
     const c2 = await wait(e => e.kind == 'pageview' && e.url.endsWith('/spa/b'), 'post-consent pageview');
     assert.equal(c2.consent, 'granted'); assert.ok(c2.cid); assert.ok(c2.device, 'device after consent');
@@ -233,8 +277,10 @@ test('beacon in headless Chromium', { skip: !existsSync(CHROMIUM) && `${CHROMIUM
 
     const bySeq = a => a.slice().sort((x, y) => x.seq - y.seq);
     const all = bySeq(main).concat(bySeq(events));
-    writeFileSync(FIXTURE, all.map(e => JSON.stringify(e)).join('\n') + '\n');
-    console.log(`wrote ${all.length} beacons to ${FIXTURE}`);
+    if (process.env.UPDATE_FIXTURES === '1') {
+      writeFileSync(FIXTURE, all.map(e => JSON.stringify(e)).join('\n') + '\n');
+      console.log(`wrote ${all.length} beacons to ${FIXTURE}`);
+    }
   } finally {
     await browser.close();
     server.close(); openSrv.close(); silent.close();

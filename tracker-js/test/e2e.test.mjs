@@ -133,9 +133,8 @@ test('e2e: Chromium -> collector -> ClickHouse', { skip, timeout: 240000 }, asyn
     const shopOrigin = `http://127.0.0.1:${shopPort}`;
 
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS }); // fresh temp profile
-    const beacons = []; // {scenario, body, status}
-    const foreign = [];
-    let scenario;
+    const beacons = []; // {scenario, url, body, req} of every POST /api/event Playwright reported
+    const foreign = [], pageErrors = [];
     const newContext = async name => {
       const ctx = await browser.newContext(CTX);
       // nothing leaves the machine: example.com gets a local blank page, anything else is aborted
@@ -158,10 +157,8 @@ test('e2e: Chromium -> collector -> ClickHouse', { skip, timeout: 240000 }, asyn
         p.on('console', m => DEBUG && console.log('console:', m.text()));
         p.on('pageerror', e => { console.log('pageerror:', e); pageErrors.push(String(e)); });
       });
-      scenario = name;
       return ctx;
     };
-    const pageErrors = [];
     const sent = (name, pred = () => true) => beacons.filter(b => b.scenario == name && pred(b.body));
     // the sendBeacon fired by pagehide while a page closes is not reported to Playwright, and
     // closing the context right away can drop it: wait until its row is in ClickHouse

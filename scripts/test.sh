@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every test of footfall, from a fresh Debian/Ubuntu machine: installs what is missing, then runs
+# the Rust unit and integration tests (real ClickHouse 18.16), the schema on ClickHouse 26.x
+# (chdb-core), and the tracker's Node and real-Chromium tests (through the collector into ClickHouse).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+need_apt=()
+command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || command -v clickhouse >/dev/null 2>&1 || need_apt+=(clickhouse-server)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+command -v pip3 >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing: ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! python3 -c 'import chdb' >/dev/null 2>&1; then
+  echo "== installing chdb-core (ClickHouse 26.x in-process)"
+  python3 -m pip install -q chdb-core 2>/dev/null || python3 -m pip install -q --break-system-packages chdb-core
+fi
+
+echo "== Rust: unit and integration tests against a real ClickHouse"
+cargo test --release
+
+echo "== Schema and queries on current ClickHouse (chdb-core)"
+python3 tests/chdb/check_schema.py target/release/footfall
+
+echo "== tracker-js: build check, unit tests, real Chromium"
+cd tracker-js
+npm ci --no-audit --no-fund --loglevel=error
+npm run check
+npm test
+FOOTFALL_BIN="$PWD/../target/release/footfall" npm run test:e2e
