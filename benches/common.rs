@@ -2,6 +2,10 @@
 
 #![allow(dead_code)]
 
+/// The same allocator as the `footfall` binary, so the numbers are the production ones.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The first captured pageview (with its full device block), padded to a realistic desktop
 /// Chrome: more plugins and languages than headless reports, about 1.7 KiB of JSON.
 pub fn realistic_beacon() -> String {

@@ -48,6 +48,7 @@ rss_kb=$(ps -o rss= -p "$FF_PID")
 cpu=$(ps -o %cpu= -p "$FF_PID")
 answered=$(echo "$wrk_out" | awk '/Requests\/sec/ {print $2}')
 non2xx=$(echo "$wrk_out" | awk '/Non-2xx/ {print $5}')
+completed=$(echo "$wrk_out" | awk '/requests in/ {print $1}')
 kill -TERM "$FF_PID"; wait "$FF_PID" || true   # graceful: flushes the queue
 end=$(date +%s.%N)
 # The managed ClickHouse stopped with footfall; read the count from its data with a fresh start.
@@ -66,4 +67,11 @@ printf 'no-op actix ceiling:       %10.0f req/s\n' "$ceiling"
 printf 'footfall answered:         %10.0f req/s (non-2xx: %s)\n' "$answered" "${non2xx:-0}"
 printf 'landed in ClickHouse:      %10d events in %.1f s = %.0f events/s\n' "$landed" "$elapsed" "$landed_rate"
 printf 'ratio landed / ceiling:    %10.2f\n' "$(echo "$landed_rate / $ceiling" | bc -l)"
+# wrk counts the responses it read; requests in flight when it stops may be accepted without being
+# counted, so landed may exceed completed by at most the number of connections.
+if [ "$landed" -ge "$completed" ] && [ $((landed - completed)) -le "$CONNS" ]; then
+  echo "every answered event landed: $completed answered by wrk's count, $landed in ClickHouse"
+else
+  echo "MISMATCH: $completed answered by wrk's count, $landed in ClickHouse"; exit 1
+fi
 printf 'footfall RSS at end of load: %d MiB, CPU %s%%\n' "$((rss_kb / 1024))" "$cpu"

@@ -58,28 +58,40 @@ fn starts(haystack: &str, prefix: &str) -> bool {
 }
 
 /// Family of a free-form OS or platform name (woothee OS, `navigator.platform`, `Sec-CH-UA-Platform`).
+///
+/// All three name the family first (`Win32`, `Windows 10`, `MacIntel`, `macOS`, `Linux armv8l`,
+/// `iPhone`, `Chrome OS`, `CrOS`), so prefix tests are enough and cost a few byte comparisons.
 pub fn os_family(name: &str) -> Option<OsFamily> {
-    let n = name.trim_matches('"');
-    if n.is_empty() {
-        return None;
-    }
+    let n = name.trim_matches('"').trim_start();
     Some(if starts(n, "win") {
         OsFamily::Windows
-    } else if starts(n, "mac") || has(n, "os x") {
+    } else if starts(n, "mac") {
         OsFamily::Mac
-    } else if has(n, "iphone") || has(n, "ipad") || has(n, "ipod") || n.eq_ignore_ascii_case("ios")
-    {
+    } else if starts(n, "iphone") || starts(n, "ipad") || starts(n, "ipod") || starts(n, "ios") {
         OsFamily::Ios
-    } else if has(n, "android") {
+    } else if starts(n, "android") {
         OsFamily::Android
-    } else if has(n, "cros") || has(n, "chrome os") || has(n, "chromeos") {
+    } else if starts(n, "cros") || starts(n, "chrome") {
         OsFamily::ChromeOs
-    } else if has(n, "linux") || has(n, "x11") {
+    } else if starts(n, "linux") {
+        if has(n, "android") {
+            OsFamily::Android
+        } else {
+            OsFamily::Linux
+        }
+    } else if starts(n, "x11") || starts(n, "ubuntu") || starts(n, "fedora") || starts(n, "debian") {
         OsFamily::Linux
     } else {
         return None;
     })
 }
+
+/// Words looked for in the WebGL renderer: software rasterisers (0..3), Direct3D (3..5), Apple GPUs (5..7).
+/// Searchers are built once; building one costs more than a search.
+static RENDERER_WORDS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 7]> = std::sync::LazyLock::new(|| {
+    ["swiftshader", "llvmpipe", "software", "direct3d", "d3d11", "apple m", "apple gpu"]
+        .map(memchr::memmem::Finder::new)
+});
 
 /// Every signal that holds, in a fixed order.
 pub fn server_flags(
@@ -151,13 +163,21 @@ pub fn server_flags(
             }
         }
         if let Some(gl) = &d.webgl {
-            let r = gl.renderer.as_ref();
-            if has(r, "swiftshader") || has(r, "llvmpipe") || has(r, "software") {
+            // One lowercase copy on the stack (the renderer is cut to 256 bytes at validation),
+            // then SIMD substring searches.
+            let mut lower = [0u8; crate::beacon::limits::WEBGL_TEXT];
+            let len = gl.renderer.len().min(lower.len());
+            for (l, b) in lower.iter_mut().zip(gl.renderer.as_bytes()) {
+                *l = b.to_ascii_lowercase();
+            }
+            let r = &lower[..len];
+            let has = |i: usize| RENDERER_WORDS[i].find(r).is_some();
+            if has(0) || has(1) || has(2) {
                 flags.push("software_webgl");
             }
-            let gpu_family = if has(r, "direct3d") || has(r, "d3d11") {
+            let gpu_family = if has(3) || has(4) {
                 Some(OsFamily::Windows)
-            } else if has(r, "apple m") || has(r, "apple gpu") {
+            } else if has(5) || has(6) {
                 Some(OsFamily::Mac)
             } else {
                 None
@@ -301,6 +321,12 @@ mod tests {
         assert_eq!(os_family("\"macOS\""), Some(OsFamily::Mac));
         assert_eq!(os_family("iPhone"), Some(OsFamily::Ios));
         assert_eq!(os_family("Win32"), Some(OsFamily::Windows));
+        assert_eq!(os_family("Windows 10"), Some(OsFamily::Windows));
+        assert_eq!(os_family("Mac OSX"), Some(OsFamily::Mac));
+        assert_eq!(os_family("Chrome OS"), Some(OsFamily::ChromeOs));
+        assert_eq!(os_family("Linux; Android 14"), Some(OsFamily::Android));
+        assert_eq!(os_family("Linux x86_64"), Some(OsFamily::Linux));
+        assert_eq!(os_family("iPad"), Some(OsFamily::Ios));
         assert_eq!(os_family(""), None);
     }
 }
