@@ -79,7 +79,8 @@ pub fn os_family(name: &str) -> Option<OsFamily> {
         } else {
             OsFamily::Linux
         }
-    } else if starts(n, "x11") || starts(n, "ubuntu") || starts(n, "fedora") || starts(n, "debian") {
+    } else if starts(n, "x11") || starts(n, "ubuntu") || starts(n, "fedora") || starts(n, "debian")
+    {
         OsFamily::Linux
     } else {
         return None;
@@ -88,10 +89,19 @@ pub fn os_family(name: &str) -> Option<OsFamily> {
 
 /// Words looked for in the WebGL renderer: software rasterisers (0..3), Direct3D (3..5), Apple GPUs (5..7).
 /// Searchers are built once; building one costs more than a search.
-static RENDERER_WORDS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 7]> = std::sync::LazyLock::new(|| {
-    ["swiftshader", "llvmpipe", "software", "direct3d", "d3d11", "apple m", "apple gpu"]
+static RENDERER_WORDS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 7]> =
+    std::sync::LazyLock::new(|| {
+        [
+            "swiftshader",
+            "llvmpipe",
+            "software",
+            "direct3d",
+            "d3d11",
+            "apple m",
+            "apple gpu",
+        ]
         .map(memchr::memmem::Finder::new)
-});
+    });
 
 /// Every signal that holds, in a fixed order.
 pub fn server_flags(

@@ -1,7 +1,7 @@
 // The `device` block. Canvas, WebGL, fonts and the time zone are measured in a Worker on
 // OffscreenCanvas, off the main thread; whatever the worker could not measure (no Worker or
 // OffscreenCanvas, blob: workers blocked by CSP, no WebGL in workers) is measured on the main thread
-// instead (one synchronous block). UA-CH and media-device kinds are time-boxed to 100 ms.
+// instead (one synchronous block). UA-CH and media-device kinds are time-boxed to 500 ms.
 import { hash, arch } from './lib.js';
 
 export const W = window, N = navigator, D = document;
@@ -11,7 +11,7 @@ export const T = f => { try { return f(); } catch (e) {} };
 // Puppeteer, PhantomJS, Nightmare, Cypress, Watir, Chrome's domAutomation.
 const AUTO = /^(\$?[cw]dc_|__(\w*driver|p(laywright|w[A-Z]|uppeteer)|nightmare|lastWatir)|\w*[sS]elenium|(callP|_p)hantom|Cypress|domAutomation)/;
 
-const box = p => Promise.race([p, new Promise(r => setTimeout(r, 100))]).catch(T);
+const box = p => Promise.race([p, new Promise(r => setTimeout(r, 500))]).catch(T);
 
 /**
  * The probes that work without the DOM: adds tz, webgl, canvas, fonts to x unless x already has
@@ -70,13 +70,13 @@ const off = l => new Promise((r, j) => {
   w.onerror = j;
 }).catch(T);
 
-const automation = () => {
+const automation = pl => {
   const ua = N.userAgent, cr = /Chrome/.test(ua);
   return {
     webdriver: !!N.webdriver,
     headless: ['ua', 'no_chrome_obj'].filter((_, i) => [/HeadlessChrome/.test(ua), cr && !W.chrome][i]),
     flags: ['zero_outer', 'no_langs', 'no_plugins'].filter((_, i) => [!(W.outerWidth && W.outerHeight), !N.languages?.length,
-      cr && !/Mobile/.test(ua) && !N.plugins?.length][i]),
+      cr && !/Mobile/.test(ua) && !pl?.length][i]),
     globals: [...Object.getOwnPropertyNames(W), ...Object.keys(D)].filter(k => AUTO.test(k)) // server truncates (16 × 32)
   };
 };
@@ -91,10 +91,11 @@ export const collect = l => {
     win: { x: W.screenX, y: W.screenY, ow: W.outerWidth, oh: W.outerHeight },
     platform: N.platform,
     cores: N.hardwareConcurrency, mem: N.deviceMemory, touch: N.maxTouchPoints,
-    plugins: [].map.call(N.plugins || [], p => p.name), // server truncates (32 × 128)
-    activex: 'ActiveXObject' in W,
-    auto: automation()
+    // guarded: privacy tools may make navigator.plugins a throwing getter; server truncates (32 × 128)
+    plugins: T(() => [].map.call(N.plugins, p => p.name)),
+    activex: 'ActiveXObject' in W
   };
+  d.auto = automation(d.plugins);
   return Promise.all([
     // what the worker could not measure: on the main thread
     off(l).then(x => Object.assign(d, probes(hash, l, x))),

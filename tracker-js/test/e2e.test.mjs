@@ -312,6 +312,7 @@ test('e2e: Chromium -> collector -> ClickHouse', { skip, timeout: 240000 }, asyn
       assert.ok(d.fonts_count > 0, 'fonts_count'); assert.deepEqual(d.fonts, []);
       assert.ok(d.webgl_renderer, 'webgl_renderer'); assert.ok(d.webgl_vendor, 'webgl_vendor');
       assert.equal(d.webdriver, 1); assert.ok(d.automation_headless.includes('ua'));
+      assert.equal(d.media_known, 1, 'media device kinds counted');
       assert.ok(Array.isArray(d.plugins) && Array.isArray(d.automation_globals) && Array.isArray(d.automation_flags));
       assert.equal(d.activex, 0);
       return d;
