@@ -311,6 +311,7 @@ impl Enricher {
                 row.automation_globals = d.auto.globals.iter().map(|s| s.to_string()).collect();
                 row.automation_flags = d.auto.flags.iter().map(|s| s.to_string()).collect();
             }
+            fill_from_client_hints(&mut row, meta, b.device.as_ref());
             row.automated = (row.webdriver == 1
                 || !row.automation_headless.is_empty()
                 || !row.automation_globals.is_empty()
@@ -320,6 +321,50 @@ impl Enricher {
                 as u8;
             row
         })
+    }
+}
+
+/// Client hints fill what the user-agent string does not say (unknown or frozen agents): the
+/// browser from the most specific brand, the OS from the platform hint, its version from UA-CH.
+fn fill_from_client_hints(
+    row: &mut EventRow,
+    meta: &RequestMeta<'_>,
+    device: Option<&crate::beacon::Device<'_>>,
+) {
+    let uach = device.and_then(|d| d.uach.as_ref());
+    if row.browser.is_empty() {
+        let header = meta
+            .hints
+            .sec_ch_ua
+            .map(agent::parse_sec_ch_ua)
+            .unwrap_or_default();
+        let beacon: Vec<agent::Brand<'_>> = uach
+            .map(|ch| {
+                ch.brands
+                    .iter()
+                    .filter_map(|b| agent::parse_beacon_brand(b))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let brands = if header.is_empty() { beacon } else { header };
+        if let Some(brand) = agent::main_brand(&brands) {
+            row.browser = brand.name.to_owned();
+            row.browser_version = brand.major.to_owned();
+        }
+    }
+    if row.os.is_empty() {
+        let platform = meta
+            .hints
+            .sec_ch_ua_platform
+            .map(|p| p.trim().trim_matches('"'))
+            .or_else(|| uach.map(|ch| ch.platform.as_ref()))
+            .unwrap_or("");
+        row.os = platform.to_owned();
+    }
+    if row.os_version.is_empty() {
+        if let Some(ch) = uach {
+            row.os_version = ch.pv.to_string();
+        }
     }
 }
 

@@ -433,3 +433,34 @@ async fn untrusted_peers_cannot_choose_their_address() {
     assert_eq!(rows[0].visitor_id, rows[1].visitor_id);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_hints_fill_what_the_user_agent_does_not_say() {
+    let mut c = TestCollector::start("client_hints").await;
+    let body = json!({"v": 1, "site": "demo", "url": "http://localhost/x", "device": {
+        "uach": {"brands": ["Not_A Brand/8.0.0.0", "Chromium/156.0.8078.79", "Brave/156.0.0.0"], "mobile": false, "platform": "Windows", "pv": "15.0.0", "model": ""}
+    }})
+    .to_string();
+    let res = c
+        .http
+        .post(format!("{}/api/event", c.base))
+        .header("content-type", "text/plain")
+        .header("origin", "http://localhost")
+        .header("user-agent", "SomeEmbeddedBrowser")
+        .header("sec-ch-ua-platform", "\"Windows\"")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let r = c.rows(1).await;
+    assert_eq!(
+        (r[0].browser.as_str(), r[0].browser_version.as_str()),
+        ("Brave", "156")
+    );
+    assert_eq!(
+        (r[0].os.as_str(), r[0].os_version.as_str()),
+        ("Windows", "15.0.0")
+    );
+    c.shutdown().await;
+}
