@@ -49,6 +49,12 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("enrich");
     g.throughput(Throughput::Elements(1));
+    g.bench_function("steps_cached_ua", |b| {
+        b.iter(|| {
+            let ip = enricher.client_ip(black_box(&meta));
+            enricher.analyse(black_box(&meta), ip, black_box(&validated))
+        })
+    });
     g.bench_function("one_event_cached_ua", |b| {
         b.iter(|| {
             let ip = enricher.client_ip(black_box(&meta));

@@ -108,7 +108,7 @@ pub fn server_flags(
     agent: &Agent,
     headers: HintHeaders<'_>,
     device: Option<&Device<'_>>,
-) -> Vec<String> {
+) -> Vec<&'static str> {
     let mut flags: Vec<&'static str> = Vec::new();
     if agent.headless {
         flags.push("headless_ua");
@@ -208,7 +208,7 @@ pub fn server_flags(
             }
         }
     }
-    flags.into_iter().map(String::from).collect()
+    flags
 }
 
 /// `kk-KZ;q=0.9` -> `kk`.
@@ -226,7 +226,7 @@ mod tests {
     const CHROME_WIN: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
     const HEADLESS: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36";
 
-    fn flags(ua: &str, headers: HintHeaders<'_>, device: Option<&Device<'_>>) -> Vec<String> {
+    fn flags(ua: &str, headers: HintHeaders<'_>, device: Option<&Device<'_>>) -> Vec<&'static str> {
         let agent = AgentParser::new(4).parse(ua);
         server_flags(&agent, headers, device)
     }

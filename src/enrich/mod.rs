@@ -115,6 +115,16 @@ pub struct Enricher {
     metrics: Metrics,
 }
 
+/// What enrichment found out about one event, before it becomes a row.
+#[derive(Debug, Clone)]
+pub struct Enriched {
+    pub place: Arc<geo::Place>,
+    pub agent: Arc<agent::Agent>,
+    pub fingerprint: Option<[u8; 16]>,
+    pub visitor_id: [u8; 16],
+    pub server_flags: Vec<&'static str>,
+}
+
 /// The parts an [`Enricher`] is made of.
 pub struct EnricherParts {
     pub trusted_proxies: Vec<IpNet>,
@@ -177,6 +187,13 @@ impl Enricher {
 
     /// Steps 2..: the finished row for a validated beacon from `ip`.
     pub fn enrich(&self, meta: &RequestMeta<'_>, ip: IpAddr, v: &Validated<'_>) -> EventRow {
+        let e = self.analyse(meta, ip, v);
+        self.timed(Step::Row, || self.row(meta, v, e))
+    }
+
+    /// The enrichment steps proper (geo and provider, user agent, both hashes, consistency flags),
+    /// without building the owned row. Allocation-free on cache hits.
+    pub fn analyse(&self, meta: &RequestMeta<'_>, ip: IpAddr, v: &Validated<'_>) -> Enriched {
         let b = &v.beacon;
         let place = self.timed(Step::Geo, || self.geo.place(ip));
         let agent = self.timed(Step::Agent, || self.agents.parse(meta.user_agent));
@@ -189,8 +206,26 @@ impl Enricher {
         let server_flags = self.timed(Step::Consistency, || {
             consistency::server_flags(&agent, meta.hints, b.device.as_ref())
         });
+        Enriched {
+            place,
+            agent,
+            fingerprint,
+            visitor_id,
+            server_flags,
+        }
+    }
 
-        self.timed(Step::Row, || {
+    /// The owned `events` row: the beacon's fields and the enrichment results.
+    fn row(&self, meta: &RequestMeta<'_>, v: &Validated<'_>, e: Enriched) -> EventRow {
+        let b = &v.beacon;
+        let Enriched {
+            place,
+            agent,
+            fingerprint,
+            visitor_id,
+            server_flags,
+        } = e;
+        {
             let now_ms = self.clock.now_ms();
             let page = urls::split(&b.url);
             let utm = urls::utm(page.query);
@@ -257,7 +292,7 @@ impl Enricher {
                 os_version: agent.os_version.clone(),
                 device: agent.device.clone(),
                 vendor: agent.vendor.clone(),
-                server_flags,
+                server_flags: server_flags.iter().map(|s| s.to_string()).collect(),
                 truncated_fields: v.truncated.iter().map(|s| s.to_string()).collect(),
                 ..EventRow::default()
             };
@@ -320,7 +355,7 @@ impl Enricher {
                 || row.server_flags.iter().any(|f| f.starts_with("headless")))
                 as u8;
             row
-        })
+        }
     }
 }
 
