@@ -236,12 +236,7 @@ async fn every_malformed_body_gets_its_4xx_and_a_json_error() {
         assert!(msg.contains(case.error_contains), "{}: {msg}", case.name);
     }
     // The server is fine and stored exactly the valid ones.
-    let health = c
-        .http
-        .get(format!("{}/healthz", c.base))
-        .send()
-        .await
-        .unwrap();
+    let health = c.get("/healthz").await;
     assert_eq!(health.status(), 200);
     assert_eq!(c.rows(accepted).await.len(), accepted);
     c.shutdown().await;

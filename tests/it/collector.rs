@@ -353,15 +353,7 @@ async fn long_fields_are_cut_and_recorded() {
     let rows = c.rows(1).await;
     assert_eq!(rows[0].title.len(), 512);
     assert_eq!(rows[0].truncated_fields, vec!["title"]);
-    let metrics = c
-        .http
-        .get(format!("{}/metrics", c.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(r#"footfall_fields_truncated_total{field="title"} 1"#),
         "{metrics}"

@@ -148,6 +148,15 @@ impl TestCollector {
             .expect("request")
     }
 
+    /// GETs `path` from the collector.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Waits until `n` rows are in `events`, then returns them ordered by site, session and seq.
     pub async fn rows(&self, n: usize) -> Vec<EventRow> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);

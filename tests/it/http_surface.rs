@@ -12,19 +12,9 @@ fn pageview(site: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics() {
     let mut c = TestCollector::start("health").await;
-    let health = c
-        .http
-        .get(format!("{}/healthz", c.base))
-        .send()
-        .await
-        .unwrap();
+    let health = c.get("/healthz").await;
     assert_eq!(health.status(), 200);
-    let ready = c
-        .http
-        .get(format!("{}/readyz", c.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = c.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["clickhouse"], "up");
@@ -45,12 +35,7 @@ async fn health_readiness_and_metrics() {
     c.rows(1).await;
     // The writer acknowledges after ClickHouse answers; give the counters a moment.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let m = c
-        .http
-        .get(format!("{}/metrics", c.base))
-        .send()
-        .await
-        .unwrap();
+    let m = c.get("/metrics").await;
     assert!(m.headers()["content-type"]
         .to_str()
         .unwrap()
