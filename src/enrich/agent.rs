@@ -212,6 +212,25 @@ pub fn parse_beacon_brand(item: &str) -> Option<Brand<'_>> {
     (!name.is_empty() && !is_grease(name)).then_some(Brand { name, major })
 }
 
+/// The client-hint brands of a request: the `Sec-CH-UA` header, else what the tracker read from
+/// `navigator.userAgentData`.
+pub fn brands<'a>(
+    header: Option<&'a str>,
+    uach: Option<&'a crate::beacon::ClientHints<'_>>,
+) -> Vec<Brand<'a>> {
+    let from_header = header.map(parse_sec_ch_ua).unwrap_or_default();
+    if !from_header.is_empty() {
+        return from_header;
+    }
+    uach.map(|ch| {
+        ch.brands
+            .iter()
+            .filter_map(|b| parse_beacon_brand(b))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 /// GREASE brands are deliberate noise ("Not?A_Brand", "Not)A;Brand", ...).
 fn is_grease(name: &str) -> bool {
     name.starts_with("Not") && (name.contains("Brand") || name.contains("brand"))

@@ -4,7 +4,7 @@
 //! what the server sees, so a tracker that was tampered with still leaves a trace.
 
 use crate::beacon::Device;
-use crate::enrich::agent::{main_brand, parse_beacon_brand, parse_sec_ch_ua, Agent, Brand};
+use crate::enrich::agent::{brands, main_brand, Agent};
 
 /// The client-hint request headers.
 #[derive(Debug, Default, Clone, Copy)]
@@ -119,19 +119,7 @@ pub fn server_flags(
     let ua_family = agent.os_family;
 
     // Client hints: from the request headers, else what the tracker read from userAgentData.
-    let mut brands: Vec<Brand<'_>> = headers.sec_ch_ua.map(parse_sec_ch_ua).unwrap_or_default();
-    if brands.is_empty() {
-        brands = device
-            .and_then(|d| d.uach.as_ref())
-            .map(|ch| {
-                ch.brands
-                    .iter()
-                    .filter_map(|b| parse_beacon_brand(b))
-                    .collect()
-            })
-            .unwrap_or_default();
-    }
-    let brands = &brands;
+    let brands = &brands(headers.sec_ch_ua, device.and_then(|d| d.uach.as_ref()));
     if brands.iter().any(|b| b.name.contains("Headless")) {
         flags.push("headless_client_hints");
     }

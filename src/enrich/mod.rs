@@ -225,137 +225,142 @@ impl Enricher {
             visitor_id,
             server_flags,
         } = e;
-        {
-            let now_ms = self.clock.now_ms();
-            let page = urls::split(&b.url);
-            let utm = urls::utm(page.query);
-            let referrer = urls::split(&b.referrer);
-            let prev = urls::split(&b.prev);
-            let target = urls::split(&b.target);
-            let mut row = EventRow {
-                event_id: uuid::Uuid::now_v7(),
-                site: b.site.to_string(),
-                kind: b.kind.as_str().into(),
-                received_at: (now_ms / 1000).clamp(0, u32::MAX as i64) as u32,
-                client_ts: b.ts.unwrap_or(0),
-                session_id: b.sid.to_string(),
-                seq: b.seq,
-                url: page.clean.to_string(),
-                host: page.host.to_string(),
-                path: page.path.to_string(),
-                title: b.title.to_string(),
-                referrer: referrer.clean.to_string(),
-                referrer_host: referrer.host.to_string(),
-                prev_url: prev.clean.to_string(),
-                prev_path: if b.prev.is_empty() {
-                    String::new()
-                } else {
-                    prev.path.to_string()
-                },
-                utm_source: utm.source,
-                utm_medium: utm.medium,
-                utm_campaign: utm.campaign,
-                utm_term: utm.term,
-                utm_content: utm.content,
-                engaged_ms: clamp_u32(b.engaged_ms),
-                wall_ms: clamp_u32(b.wall_ms),
-                target_url: target.clean.to_string(),
-                target_host: target.host.to_string(),
-                event_name: b.name.to_string(),
-                event_props: props_json(b.props.as_ref()),
-                user_id: b.uid.to_string(),
-                client_id: if b.consent == Consent::Denied {
-                    String::new()
-                } else {
-                    b.cid.to_string()
-                },
-                visitor_id,
-                fingerprint_id: fingerprint.unwrap_or([0; 16]),
-                fingerprint_version: if fingerprint.is_some() {
-                    FINGERPRINT_VERSION
-                } else {
-                    0
-                },
-                consent: b.consent.as_str().into(),
-                gpc: b.gpc as u8,
-                dnt: b.dnt as u8,
-                country: place.country.clone(),
-                region_code: place.region_code.clone(),
-                region_name: place.region_name.clone(),
-                city: place.city.clone(),
-                asn: place.asn,
-                as_org: place.as_org.clone(),
-                isp: place.isp.clone(),
-                browser: agent.browser.clone(),
-                browser_version: agent.browser_version.clone(),
-                os: agent.os.clone(),
-                os_version: agent.os_version.clone(),
-                device: agent.device.clone(),
-                vendor: agent.vendor.clone(),
-                server_flags: server_flags.iter().map(|s| s.to_string()).collect(),
-                truncated_fields: v.truncated.iter().map(|s| s.to_string()).collect(),
-                ..EventRow::default()
-            };
-            if let Some(d) = &b.device {
-                row.timezone = d.tz.to_string();
-                row.tz_offset = d.tzo.clamp(-1440, 1440) as i16;
-                row.languages = d.langs.iter().map(|s| s.to_string()).collect();
-                row.screen_w = clamp_u16(d.screen.w);
-                row.screen_h = clamp_u16(d.screen.h);
-                row.avail_w = clamp_u16(d.screen.aw);
-                row.avail_h = clamp_u16(d.screen.ah);
-                row.color_depth = d.screen.cd.min(255) as u8;
-                row.pixel_ratio = finite(d.screen.dpr);
-                row.viewport_w = clamp_u16(d.vp.w);
-                row.viewport_h = clamp_u16(d.vp.h);
-                row.window_x = d.win.x;
-                row.window_y = d.win.y;
-                row.outer_w = clamp_u16(d.win.ow);
-                row.outer_h = clamp_u16(d.win.oh);
-                row.platform = d.platform.to_string();
-                row.arch = d.arch.to_string();
-                row.bitness = d.bits.to_string();
-                row.arch_source = d.arch_src.to_string();
-                row.cores = clamp_u16(d.cores);
-                row.memory_gb = finite(d.mem);
-                row.touch_points = d.touch.min(255) as u8;
-                if let Some(c) = &d.canvas {
-                    row.canvas_hash = c.h.to_string();
-                    row.canvas_stable = c.stable as u8;
-                }
-                if let Some(w) = &d.webgl {
-                    row.webgl_vendor = w.vendor.to_string();
-                    row.webgl_renderer = w.renderer.to_string();
-                    row.webgl_hash = w.h.to_string();
-                }
-                if let Some(f) = &d.fonts {
-                    row.fonts_hash = f.h.to_string();
-                    row.fonts_count = clamp_u16(f.n);
-                    row.fonts = f.list.iter().map(|s| s.to_string()).collect();
-                }
-                row.plugins = d.plugins.iter().map(|s| s.to_string()).collect();
-                if let Some(m) = d.media {
-                    row.media_known = 1;
-                    row.media_audioinput = m.ai.min(255) as u8;
-                    row.media_videoinput = m.vi.min(255) as u8;
-                    row.media_audiooutput = m.ao.min(255) as u8;
-                }
-                row.activex = d.activex as u8;
-                row.webdriver = d.auto.webdriver as u8;
-                row.automation_headless = d.auto.headless.iter().map(|s| s.to_string()).collect();
-                row.automation_globals = d.auto.globals.iter().map(|s| s.to_string()).collect();
-                row.automation_flags = d.auto.flags.iter().map(|s| s.to_string()).collect();
+        // One clock reading for both the receive time and the time-ordered event id, so they agree
+        // (and follow the injected clock in tests).
+        let now_ms = self.clock.now_ms().max(0);
+        let event_id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            (now_ms / 1000) as u64,
+            ((now_ms % 1000) * 1_000_000) as u32,
+        ));
+        let page = urls::split(&b.url);
+        let utm = urls::utm(page.query);
+        let referrer = urls::split(&b.referrer);
+        let prev = urls::split(&b.prev);
+        let target = urls::split(&b.target);
+        let mut row = EventRow {
+            event_id,
+            site: b.site.to_string(),
+            kind: b.kind.as_str().into(),
+            received_at: (now_ms / 1000).clamp(0, u32::MAX as i64) as u32,
+            client_ts: b.ts.unwrap_or(0),
+            session_id: b.sid.to_string(),
+            seq: b.seq,
+            url: page.clean.to_string(),
+            host: page.host.to_string(),
+            path: page.path.to_string(),
+            title: b.title.to_string(),
+            referrer: referrer.clean.to_string(),
+            referrer_host: referrer.host.to_string(),
+            prev_url: prev.clean.to_string(),
+            prev_path: if b.prev.is_empty() {
+                String::new()
+            } else {
+                prev.path.to_string()
+            },
+            utm_source: utm.source,
+            utm_medium: utm.medium,
+            utm_campaign: utm.campaign,
+            utm_term: utm.term,
+            utm_content: utm.content,
+            engaged_ms: clamp_u32(b.engaged_ms),
+            wall_ms: clamp_u32(b.wall_ms),
+            target_url: target.clean.to_string(),
+            target_host: target.host.to_string(),
+            event_name: b.name.to_string(),
+            event_props: props_json(b.props.as_ref()),
+            user_id: b.uid.to_string(),
+            client_id: if b.consent == Consent::Denied {
+                String::new()
+            } else {
+                b.cid.to_string()
+            },
+            visitor_id,
+            fingerprint_id: fingerprint.unwrap_or([0; 16]),
+            fingerprint_version: if fingerprint.is_some() {
+                FINGERPRINT_VERSION
+            } else {
+                0
+            },
+            consent: b.consent.as_str().into(),
+            gpc: b.gpc as u8,
+            dnt: b.dnt as u8,
+            country: place.country.clone(),
+            region_code: place.region_code.clone(),
+            region_name: place.region_name.clone(),
+            city: place.city.clone(),
+            asn: place.asn,
+            as_org: place.as_org.clone(),
+            isp: place.isp.clone(),
+            browser: agent.browser.clone(),
+            browser_version: agent.browser_version.clone(),
+            os: agent.os.clone(),
+            os_version: agent.os_version.clone(),
+            device: agent.device.clone(),
+            vendor: agent.vendor.clone(),
+            server_flags: server_flags.iter().map(|s| s.to_string()).collect(),
+            truncated_fields: v.truncated.iter().map(|s| s.to_string()).collect(),
+            ..EventRow::default()
+        };
+        if let Some(d) = &b.device {
+            row.timezone = d.tz.to_string();
+            row.tz_offset = d.tzo.clamp(-1440, 1440) as i16;
+            row.languages = d.langs.iter().map(|s| s.to_string()).collect();
+            row.screen_w = clamp_u16(d.screen.w);
+            row.screen_h = clamp_u16(d.screen.h);
+            row.avail_w = clamp_u16(d.screen.aw);
+            row.avail_h = clamp_u16(d.screen.ah);
+            row.color_depth = d.screen.cd.min(255) as u8;
+            row.pixel_ratio = finite(d.screen.dpr);
+            row.viewport_w = clamp_u16(d.vp.w);
+            row.viewport_h = clamp_u16(d.vp.h);
+            row.window_x = d.win.x;
+            row.window_y = d.win.y;
+            row.outer_w = clamp_u16(d.win.ow);
+            row.outer_h = clamp_u16(d.win.oh);
+            row.platform = d.platform.to_string();
+            row.arch = d.arch.to_string();
+            row.bitness = d.bits.to_string();
+            row.arch_source = d.arch_src.to_string();
+            row.cores = clamp_u16(d.cores);
+            row.memory_gb = finite(d.mem);
+            row.touch_points = d.touch.min(255) as u8;
+            if let Some(c) = &d.canvas {
+                row.canvas_hash = c.h.to_string();
+                row.canvas_stable = c.stable as u8;
             }
-            fill_from_client_hints(&mut row, meta, b.device.as_ref());
-            row.automated = (row.webdriver == 1
-                || !row.automation_headless.is_empty()
-                || !row.automation_globals.is_empty()
-                || agent.headless
-                || agent.non_browser
-                || row.server_flags.iter().any(|f| f.starts_with("headless")))
-                as u8;
-            row
+            if let Some(w) = &d.webgl {
+                row.webgl_vendor = w.vendor.to_string();
+                row.webgl_renderer = w.renderer.to_string();
+                row.webgl_hash = w.h.to_string();
+            }
+            if let Some(f) = &d.fonts {
+                row.fonts_hash = f.h.to_string();
+                row.fonts_count = clamp_u16(f.n);
+                row.fonts = f.list.iter().map(|s| s.to_string()).collect();
+            }
+            row.plugins = d.plugins.iter().map(|s| s.to_string()).collect();
+            if let Some(m) = d.media {
+                row.media_known = 1;
+                row.media_audioinput = m.ai.min(255) as u8;
+                row.media_videoinput = m.vi.min(255) as u8;
+                row.media_audiooutput = m.ao.min(255) as u8;
+            }
+            row.activex = d.activex as u8;
+            row.webdriver = d.auto.webdriver as u8;
+            row.automation_headless = d.auto.headless.iter().map(|s| s.to_string()).collect();
+            row.automation_globals = d.auto.globals.iter().map(|s| s.to_string()).collect();
+            row.automation_flags = d.auto.flags.iter().map(|s| s.to_string()).collect();
         }
+        fill_from_client_hints(&mut row, meta, b.device.as_ref());
+        row.automated = (row.webdriver == 1
+            || !row.automation_headless.is_empty()
+            || !row.automation_globals.is_empty()
+            || agent.headless
+            || agent.non_browser
+            || row.server_flags.iter().any(|f| f.starts_with("headless")))
+            as u8;
+        row
     }
 }
 
@@ -368,20 +373,7 @@ fn fill_from_client_hints(
 ) {
     let uach = device.and_then(|d| d.uach.as_ref());
     if row.browser.is_empty() {
-        let header = meta
-            .hints
-            .sec_ch_ua
-            .map(agent::parse_sec_ch_ua)
-            .unwrap_or_default();
-        let beacon: Vec<agent::Brand<'_>> = uach
-            .map(|ch| {
-                ch.brands
-                    .iter()
-                    .filter_map(|b| agent::parse_beacon_brand(b))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let brands = if header.is_empty() { beacon } else { header };
+        let brands = agent::brands(meta.hints.sec_ch_ua, uach);
         if let Some(brand) = agent::main_brand(&brands) {
             row.browser = brand.name.to_owned();
             row.browser_version = brand.major.to_owned();

@@ -253,13 +253,16 @@ async fn handle(
     let body = tokio::time::timeout(BODY_TIMEOUT, read)
         .await
         .map_err(|_| ApiError::BodyTimeout)??;
-    let body = if gzip {
-        gunzip_bounded(&body, state.limits.max_decompressed_bytes)?
+    // Only a compressed body needs a new buffer; a plain one is parsed where it was received.
+    let decompressed;
+    let body: &[u8] = if gzip {
+        decompressed = gunzip_bounded(&body, state.limits.max_decompressed_bytes)?;
+        &decompressed
     } else {
-        body.to_vec()
+        &body
     };
 
-    let validated = beacon::parse(&body)?;
+    let validated = beacon::parse(body)?;
     let site = validated.beacon.site.as_ref();
     match request_origin(req) {
         Some(origin) if state.sites.allows(site, origin) => {}
