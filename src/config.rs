@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use crate::spool::FsyncPolicy;
+
 /// Everything footfall can be told. Each field documents its environment variable.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -29,6 +31,7 @@ pub struct Config {
     /// (`demo=http://localhost:*,shop=https://shop.example`; an id may repeat).
     pub sites: Vec<SiteConfig>,
     pub clickhouse: ClickHouseConfig,
+    pub spool: SpoolConfig,
     pub geoip: GeoIpConfig,
     pub limits: LimitsConfig,
     /// Log filter in `tracing` syntax. `FOOTFALL_LOG`.
@@ -57,11 +60,32 @@ pub struct ClickHouseConfig {
     pub batch_max_bytes: u64,
     /// Longest time an accepted event waits before its INSERT is ended. `FOOTFALL_BATCH_PERIOD_MS`.
     pub batch_period_ms: u64,
-    /// Events held in memory between the handlers and the writer; a full queue answers 503.
+    /// Apply migrations at start (or when ClickHouse first answers). `FOOTFALL_MIGRATE_ON_START`.
+    pub migrate_on_start: bool,
+    /// How long shutdown keeps trying to deliver the spool before leaving the rest for the next
+    /// start. `FOOTFALL_SHUTDOWN_FLUSH_SECS`.
+    pub shutdown_flush_secs: u64,
+}
+
+/// The durable spool between the handlers and the writer (in `<data_dir>/spool`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Bytes of undelivered events kept on disk; beyond it `/api/event` answers 503.
+    /// `FOOTFALL_SPOOL_MAX_BYTES`.
+    pub max_bytes: u64,
+    /// Size at which a segment file is closed and a new one started. `FOOTFALL_SPOOL_SEGMENT_BYTES`.
+    pub segment_bytes: u64,
+    /// `group` (many requests share one fdatasync, each answered after it), `always` (one
+    /// fdatasync per request) or `never` (survives a crash of footfall, not of the machine).
+    /// `FOOTFALL_SPOOL_FSYNC`.
+    pub fsync: FsyncPolicy,
+    /// Longest time the committer waits for more events to share an fsync when none are queued,
+    /// in microseconds. `FOOTFALL_SPOOL_GROUP_COMMIT_WAIT_US`.
+    pub group_commit_wait_us: u64,
+    /// Events waiting for the disk; beyond it the handler answers 503 at once.
     /// `FOOTFALL_QUEUE_CAPACITY`.
     pub queue_capacity: usize,
-    /// Apply migrations at start. `FOOTFALL_MIGRATE_ON_START`.
-    pub migrate_on_start: bool,
 }
 
 /// GeoIP databases (MaxMind GeoIP2/GeoLite2 or DB-IP `.mmdb` layouts).
@@ -111,6 +135,7 @@ impl Default for Config {
                 origins: vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()],
             }],
             clickhouse: ClickHouseConfig::default(),
+            spool: SpoolConfig::default(),
             geoip: GeoIpConfig::default(),
             limits: LimitsConfig::default(),
             log: "info".into(),
@@ -129,8 +154,20 @@ impl Default for ClickHouseConfig {
             batch_max_rows: 50_000,
             batch_max_bytes: 16 * 1024 * 1024,
             batch_period_ms: 1_000,
-            queue_capacity: 200_000,
             migrate_on_start: true,
+            shutdown_flush_secs: 10,
+        }
+    }
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 1 << 30,
+            segment_bytes: 16 << 20,
+            fsync: FsyncPolicy::Group,
+            group_commit_wait_us: 0,
+            queue_capacity: 65_536,
         }
     }
 }
@@ -236,11 +273,26 @@ impl Config {
         if let Some(v) = get("FOOTFALL_BATCH_PERIOD_MS") {
             self.clickhouse.batch_period_ms = parse_env("FOOTFALL_BATCH_PERIOD_MS", &v)?;
         }
-        if let Some(v) = get("FOOTFALL_QUEUE_CAPACITY") {
-            self.clickhouse.queue_capacity = parse_env("FOOTFALL_QUEUE_CAPACITY", &v)?;
-        }
         if let Some(v) = get("FOOTFALL_MIGRATE_ON_START") {
             self.clickhouse.migrate_on_start = parse_env("FOOTFALL_MIGRATE_ON_START", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_SHUTDOWN_FLUSH_SECS") {
+            self.clickhouse.shutdown_flush_secs = parse_env("FOOTFALL_SHUTDOWN_FLUSH_SECS", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_SPOOL_MAX_BYTES") {
+            self.spool.max_bytes = parse_env("FOOTFALL_SPOOL_MAX_BYTES", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_SPOOL_SEGMENT_BYTES") {
+            self.spool.segment_bytes = parse_env("FOOTFALL_SPOOL_SEGMENT_BYTES", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_SPOOL_FSYNC") {
+            self.spool.fsync = parse_env("FOOTFALL_SPOOL_FSYNC", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_SPOOL_GROUP_COMMIT_WAIT_US") {
+            self.spool.group_commit_wait_us = parse_env("FOOTFALL_SPOOL_GROUP_COMMIT_WAIT_US", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_QUEUE_CAPACITY") {
+            self.spool.queue_capacity = parse_env("FOOTFALL_QUEUE_CAPACITY", &v)?;
         }
         if let Some(v) = get("FOOTFALL_GEOIP_CITY") {
             self.geoip.city = (!v.is_empty()).then(|| PathBuf::from(v));
@@ -295,7 +347,7 @@ impl Config {
         if self.limits.rate_per_second == 0 || self.limits.rate_burst == 0 {
             return invalid("rate_per_second and rate_burst must be at least 1".into());
         }
-        if self.clickhouse.queue_capacity == 0 || self.clickhouse.batch_max_rows == 0 {
+        if self.spool.queue_capacity == 0 || self.clickhouse.batch_max_rows == 0 {
             return invalid("queue_capacity and batch_max_rows must be at least 1".into());
         }
         if self.limits.max_decompressed_bytes < self.limits.max_body_bytes {

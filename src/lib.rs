@@ -2,12 +2,14 @@
 //!
 //! The data path reads top to bottom:
 //! tracker-js -> [`http`] -> [`beacon`] (parse, validate) -> [`enrich`] (named ordered steps)
-//! -> [`writer`] (batches into ClickHouse) -> `schema/*.sql`.
+//! -> [`spool`] (durable, on disk before the 202) -> [`writer`] (batches into ClickHouse)
+//! -> `schema/*.sql`.
 
 pub mod beacon;
 pub mod clock;
 pub mod config;
 pub mod enrich;
+pub mod health;
 pub mod http;
 pub mod keys;
 pub mod managed;
@@ -15,4 +17,5 @@ pub mod metrics;
 pub mod row;
 pub mod schema;
 pub mod serve;
+pub mod spool;
 pub mod writer;

@@ -91,12 +91,18 @@ fn main() -> ExitCode {
 
 async fn run_serve(config: Config, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let running = serve::start(config, env, Arc::new(SystemClock)).await?;
-    println!(
-        "footfall is listening on http://{}/ (ClickHouse at {})",
-        running.addr, running.clickhouse_url
-    );
+    match &running.clickhouse_url {
+        Some(url) => println!(
+            "footfall is listening on http://{}/ (ClickHouse at {url})",
+            running.addr
+        ),
+        None => println!(
+            "footfall is listening on http://{}/ (no ClickHouse: events are kept in the spool)",
+            running.addr
+        ),
+    }
     wait_for_signal().await;
-    tracing::info!("shutting down: no new events, flushing the queue");
+    tracing::info!("shutting down: no new events, delivering the spool");
     running.shutdown().await
 }
 

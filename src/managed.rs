@@ -155,26 +155,42 @@ impl ManagedClickHouse {
         let config = dir.join("config.xml");
         std::fs::write(&config, config_xml(&dir, http_port, tcp_port)).map_err(io(&config))?;
         std::fs::write(dir.join("users.xml"), USERS_XML).map_err(io(&dir.join("users.xml")))?;
-        let log = dir.join("log").join("stdout.log");
+        let mut me = Self {
+            child: None,
+            url: format!("http://127.0.0.1:{http_port}"),
+            http_port,
+            dir: dir.clone(),
+        };
+        me.spawn(binary)?;
+        tracing::info!(url = %me.url, dir = %dir.display(), "started a managed ClickHouse");
+        Ok(me)
+    }
+
+    /// Starts the server again after [`stop`](Self::stop), on the same ports and data.
+    pub fn restart(&mut self, binary: &Binary) -> Result<(), ManagedError> {
+        self.stop();
+        self.spawn(binary)
+    }
+
+    fn spawn(&mut self, binary: &Binary) -> Result<(), ManagedError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ManagedError::Io { path, source }
+        };
+        let config = self.dir.join("config.xml");
+        let log = self.dir.join("log").join("stdout.log");
         let out = std::fs::File::create(&log).map_err(io(&log))?;
         let err = out.try_clone().map_err(io(&log))?;
         let child = binary
             .command(&config)
-            .current_dir(&dir)
+            .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .spawn()
             .map_err(io(&config))?;
-        let mut me = Self {
-            child: Some(child),
-            url: format!("http://127.0.0.1:{http_port}"),
-            http_port,
-            dir: dir.clone(),
-        };
-        me.wait_ready(Duration::from_secs(60), &log)?;
-        tracing::info!(url = %me.url, dir = %dir.display(), "started a managed ClickHouse");
-        Ok(me)
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(60), &log)
     }
 
     fn wait_ready(&mut self, limit: Duration, log: &Path) -> Result<(), ManagedError> {

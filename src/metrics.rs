@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 use crate::enrich::Step;
 
@@ -58,10 +59,19 @@ pub struct Metrics {
     pub rows_inserted: Counter,
     pub inserts: Counter,
     pub insert_errors: Family<ReasonLabel, Counter>,
-    pub rows_set_aside: Counter,
+    pub rows_dead_lettered: Counter,
     pub batch_rows: Histogram,
-    pub queue_depth: Gauge,
     pub clickhouse_up: Gauge,
+    pub spool_appended: Counter,
+    pub spool_fsyncs: Counter,
+    pub spool_group_records: Histogram,
+    pub spool_replayed: Counter,
+    pub spool_corrupt_records: Counter,
+    pub spool_corrupt_bytes: Counter,
+    pub spool_pending_records: Gauge,
+    pub spool_pending_bytes: Gauge,
+    pub spool_disk_bytes: Gauge,
+    pub spool_oldest_pending_seconds: Gauge<f64, AtomicU64>,
     step_seconds: Family<StepLabel, Histogram>,
     steps: [Histogram; Step::COUNT],
 }
@@ -91,10 +101,19 @@ impl Metrics {
             rows_inserted: Counter::default(),
             inserts: Counter::default(),
             insert_errors: Family::default(),
-            rows_set_aside: Counter::default(),
+            rows_dead_lettered: Counter::default(),
             batch_rows: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
-            queue_depth: Gauge::default(),
             clickhouse_up: Gauge::default(),
+            spool_appended: Counter::default(),
+            spool_fsyncs: Counter::default(),
+            spool_group_records: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            spool_replayed: Counter::default(),
+            spool_corrupt_records: Counter::default(),
+            spool_corrupt_bytes: Counter::default(),
+            spool_pending_records: Gauge::default(),
+            spool_pending_bytes: Gauge::default(),
+            spool_disk_bytes: Gauge::default(),
+            spool_oldest_pending_seconds: Gauge::default(),
             step_seconds,
             steps,
         };
@@ -154,9 +173,9 @@ impl Metrics {
             m.insert_errors.clone(),
         );
         r.register(
-            "footfall_rows_set_aside",
-            "Rows ClickHouse refused as bad data, written to the dead-letter file",
-            m.rows_set_aside.clone(),
+            "footfall_rows_dead_lettered",
+            "Rows ClickHouse refused as bad data (or unreadable spool records), written to the dead-letter file",
+            m.rows_dead_lettered.clone(),
         );
         r.register(
             "footfall_batch_rows",
@@ -164,9 +183,54 @@ impl Metrics {
             m.batch_rows.clone(),
         );
         r.register(
-            "footfall_queue_depth",
-            "Events waiting for the writer",
-            m.queue_depth.clone(),
+            "footfall_spool_appended",
+            "Events made durable in the spool",
+            m.spool_appended.clone(),
+        );
+        r.register(
+            "footfall_spool_fsyncs",
+            "fdatasync calls on spool segments",
+            m.spool_fsyncs.clone(),
+        );
+        r.register(
+            "footfall_spool_group_records",
+            "Events sharing one spool commit (group commit size)",
+            m.spool_group_records.clone(),
+        );
+        r.register(
+            "footfall_spool_replayed",
+            "Events read back from the spool that an earlier run had accepted",
+            m.spool_replayed.clone(),
+        );
+        r.register(
+            "footfall_spool_corrupt_records",
+            "Damaged or torn spool regions skipped (each region counted once)",
+            m.spool_corrupt_records.clone(),
+        );
+        r.register(
+            "footfall_spool_corrupt_bytes",
+            "Bytes of damaged spool regions skipped",
+            m.spool_corrupt_bytes.clone(),
+        );
+        r.register(
+            "footfall_spool_pending_records",
+            "Events in the spool not yet acknowledged by ClickHouse",
+            m.spool_pending_records.clone(),
+        );
+        r.register(
+            "footfall_spool_pending_bytes",
+            "Bytes in the spool not yet acknowledged by ClickHouse",
+            m.spool_pending_bytes.clone(),
+        );
+        r.register(
+            "footfall_spool_disk_bytes",
+            "Bytes of spool segment files on disk",
+            m.spool_disk_bytes.clone(),
+        );
+        r.register(
+            "footfall_spool_oldest_pending_seconds",
+            "Age of the oldest event read from the spool and not yet acknowledged",
+            m.spool_oldest_pending_seconds.clone(),
         );
         r.register(
             "footfall_clickhouse_up",

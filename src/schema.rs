@@ -4,8 +4,6 @@
 //! `schema_migrations`. The few version-specific bits are placeholders rendered from
 //! `SELECT version()`: Debian's 18.16 and current ClickHouse run the same files.
 
-use std::time::Duration;
-
 use clickhouse::Client;
 use serde::Serialize;
 
@@ -248,56 +246,6 @@ pub async fn current_version(db: &Client) -> Result<u32, clickhouse::error::Erro
         .query("SELECT toUInt32(max(version)) FROM schema_migrations")
         .fetch_one()
         .await
-}
-
-/// Answers `/readyz`: ClickHouse reachable and the schema current.
-pub struct Readiness {
-    db: Client,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ReadinessReport {
-    pub ready: bool,
-    pub clickhouse: &'static str,
-    pub schema_version: u32,
-    pub expected_schema_version: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl Readiness {
-    pub fn new(db: Client) -> Self {
-        Self { db }
-    }
-
-    pub async fn check(&self) -> ReadinessReport {
-        let expected = latest_version();
-        let result = tokio::time::timeout(Duration::from_secs(3), current_version(&self.db)).await;
-        match result {
-            Ok(Ok(v)) => ReadinessReport {
-                ready: v >= expected,
-                clickhouse: "up",
-                schema_version: v,
-                expected_schema_version: expected,
-                error: (v < expected)
-                    .then(|| "schema is behind: run `footfall migrate`".to_owned()),
-            },
-            Ok(Err(e)) => ReadinessReport {
-                ready: false,
-                clickhouse: "down",
-                schema_version: 0,
-                expected_schema_version: expected,
-                error: Some(e.to_string()),
-            },
-            Err(_) => ReadinessReport {
-                ready: false,
-                clickhouse: "down",
-                schema_version: 0,
-                expected_schema_version: expected,
-                error: Some("ClickHouse did not answer within 3 s".into()),
-            },
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
-//! Wiring for `footfall serve`: keys, GeoIP, ClickHouse (configured or managed), schema, writer and HTTP server.
+//! Wiring for `footfall serve`: keys, GeoIP, ClickHouse (configured, managed or none), spool, writer and HTTP server.
 //!
-//! This is the only place that knows every concrete type. The HTTP side holds the sending end of
-//! one bounded channel; the writer owns the receiving end. Shutdown stops the server first, which
-//! drops the senders, so the writer drains the queue and ends its INSERT before `shutdown` returns.
+//! This is the only place that knows every concrete type. The HTTP handlers append to the spool;
+//! the writer reads it. Shutdown stops the server first (in-flight requests finish), then closes
+//! the spool (its last group is made durable), then lets the writer deliver what is left for up
+//! to `shutdown_flush_secs`; whatever ClickHouse has not taken by then stays in the spool for the
+//! next start.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,28 +15,33 @@ use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context};
 use clickhouse::Client;
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::enrich::geo::MmdbFile;
 use crate::enrich::{Enricher, EnricherParts};
+use crate::health::Readiness;
 use crate::http::{self, origin::Sites, AppState};
 use crate::keys::{self, Salts};
 use crate::managed::{Binary, ManagedClickHouse, ManagedError};
 use crate::metrics::Metrics;
-use crate::schema::{self, Readiness};
-use crate::writer::{self, WriterConfig};
+use crate::schema;
+use crate::spool::{self, Appender, SpoolOptions};
+use crate::writer::{self, DeliveryState, Destination, WriterConfig};
 
 /// A running collector.
 pub struct Running {
     pub addr: SocketAddr,
-    pub clickhouse_url: String,
+    /// `None` when no ClickHouse is configured or installed: events wait in the spool.
+    pub clickhouse_url: Option<String>,
     pub metrics: Metrics,
     handle: actix_web::dev::ServerHandle,
     server: JoinHandle<std::io::Result<()>>,
-    writer: JoinHandle<()>,
+    spool: Arc<Appender>,
+    shutdown: watch::Sender<bool>,
+    writer: Option<JoinHandle<()>>,
     janitor: JoinHandle<()>,
     managed: Option<ManagedClickHouse>,
 }
@@ -71,21 +78,6 @@ pub fn clickhouse_url(
     Ok((managed.url.clone(), Some(managed)))
 }
 
-/// Waits for the server to answer, for up to `limit`.
-async fn wait_for_clickhouse(
-    client: &Client,
-    limit: Duration,
-) -> anyhow::Result<schema::ServerVersion> {
-    let start = std::time::Instant::now();
-    loop {
-        match schema::server_version(client).await {
-            Ok(v) => return Ok(v),
-            Err(e) if start.elapsed() >= limit => return Err(e.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
-}
-
 /// Starts everything and returns once the HTTP server is listening.
 pub async fn start(
     config: Config,
@@ -104,21 +96,18 @@ pub async fn start(
     let provider = MmdbFile::open(config.geoip.asn.as_deref())?;
     let sites = Sites::new(&config.merged_sites()).map_err(anyhow::Error::msg)?;
 
-    let (url, managed) = clickhouse_url(&config, env)?;
-    let server = server_client(&config, &url);
-    let version = wait_for_clickhouse(&server, Duration::from_secs(10))
-        .await
-        .with_context(|| format!("ClickHouse at {url} is not reachable"))?;
-    tracing::info!(%version, %url, "connected to ClickHouse");
-    if config.clickhouse.migrate_on_start {
-        let report = schema::migrate(&server, &config.clickhouse.database).await?;
-        for m in &report.applied {
-            tracing::info!(migration = %m, "applied schema migration");
+    let (url, managed) = match clickhouse_url(&config, env) {
+        Ok((url, managed)) => (Some(url), managed),
+        Err(e) if matches!(e.downcast_ref(), Some(ManagedError::NotInstalled)) => {
+            tracing::warn!(
+                "no ClickHouse is configured or installed: accepting events into the spool only, \
+                 until footfall is restarted with one. {}",
+                crate::managed::INSTALL_HINT
+            );
+            (None, None)
         }
-    }
-    let db = server
-        .with_database(&config.clickhouse.database)
-        .with_validation(version.supports_validation());
+        Err(e) => return Err(e),
+    };
 
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
@@ -133,30 +122,80 @@ pub async fn start(
         metrics: metrics.clone(),
     });
 
-    let (tx, rx) = mpsc::channel(config.clickhouse.queue_capacity);
-    let writer = tokio::spawn(writer::run(
-        db.clone(),
-        rx,
-        WriterConfig {
-            max_rows: config.clickhouse.batch_max_rows,
-            max_bytes: config.clickhouse.batch_max_bytes,
-            period: Duration::from_millis(config.clickhouse.batch_period_ms.max(1)),
-            dead_letter_dir: config.data_dir.join("dead-letter"),
-            min_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
+    let spool_dir = config.data_dir.join("spool");
+    let (appender, reader) = spool::open(
+        SpoolOptions {
+            dir: spool_dir.clone(),
+            segment_bytes: config.spool.segment_bytes,
+            max_bytes: config.spool.max_bytes,
+            fsync: config.spool.fsync,
+            group_commit_wait: Duration::from_micros(config.spool.group_commit_wait_us),
+            queue_capacity: config.spool.queue_capacity,
         },
         metrics.clone(),
-    ));
+        clock.clone(),
+    )
+    .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
+    let spool = Arc::new(appender);
+    let spool_stats = spool.stats().clone();
+
+    let delivery = Arc::new(DeliveryState::default());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let server = url.as_deref().map(|url| server_client(&config, url));
+    if let (Some(server), true) = (&server, config.clickhouse.migrate_on_start) {
+        // When ClickHouse is already up, the schema is in place before the first request; when it
+        // is not, the writer applies it once ClickHouse answers.
+        let database = &config.clickhouse.database;
+        match tokio::time::timeout(Duration::from_secs(5), schema::migrate(server, database)).await
+        {
+            Ok(Ok(report)) => {
+                for m in &report.applied {
+                    tracing::info!(migration = %m, "applied schema migration");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "ClickHouse is not ready; events are kept in the spool until it is")
+            }
+            Err(_) => tracing::warn!(
+                "ClickHouse did not answer within 5 s; events are kept in the spool until it does"
+            ),
+        }
+    }
+    let writer = server.clone().map(|server| {
+        tokio::spawn(writer::run(
+            Destination::Server {
+                server,
+                database: config.clickhouse.database.clone(),
+                migrate: config.clickhouse.migrate_on_start,
+            },
+            reader,
+            WriterConfig {
+                max_rows: config.clickhouse.batch_max_rows,
+                max_bytes: config.clickhouse.batch_max_bytes,
+                period: Duration::from_millis(config.clickhouse.batch_period_ms.max(1)),
+                dead_letter_dir: config.data_dir.join("dead-letter"),
+                min_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(10),
+                flush_timeout: Duration::from_secs(config.clickhouse.shutdown_flush_secs),
+            },
+            metrics.clone(),
+            delivery.clone(),
+            shutdown_rx,
+        ))
+    });
+    // Readiness reads the schema version without row validation, so no version check is needed.
+    let readiness_db = server.map(|s| s.with_database(&config.clickhouse.database));
 
     let state = web::Data::new(AppState {
         limiter: AppState::limiter(&config.limits),
         limits: config.limits.clone(),
         sites,
         enricher,
-        sink: tx,
+        spool: spool.clone(),
         metrics: metrics.clone(),
         registry: Arc::new(registry),
-        readiness: Readiness::new(db),
+        readiness: Readiness::new(readiness_db, spool_stats, config.spool.max_bytes, delivery),
+        clock: clock.clone(),
         assets: http::assets::Assets::default(),
     });
     let janitor_state = state.clone().into_inner();
@@ -201,6 +240,8 @@ pub async fn start(
         metrics,
         handle,
         server,
+        spool,
+        shutdown,
         writer,
         janitor,
         managed,
@@ -208,13 +249,19 @@ pub async fn start(
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, flushes the writer, stops a managed ClickHouse.
+    /// Stops accepting, lets in-flight requests finish, closes the spool, lets the writer deliver
+    /// what it can within the flush timeout, stops a managed ClickHouse.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.handle.stop(true).await;
         let served = self.server.await;
         self.janitor.abort();
         let _ = self.janitor.await;
-        self.writer.await.context("the writer task failed")?;
+        let spool = self.spool.clone();
+        tokio::task::spawn_blocking(move || spool.close()).await?;
+        let _ = self.shutdown.send(true);
+        if let Some(writer) = self.writer.take() {
+            writer.await.context("the writer task failed")?;
+        }
         if let Some(mut managed) = self.managed.take() {
             tokio::task::spawn_blocking(move || managed.stop()).await?;
         }

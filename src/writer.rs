@@ -1,25 +1,30 @@
-//! The ClickHouse writer: finished rows in, acknowledged INSERTs out. Mechanism only.
+//! The ClickHouse writer: records from the spool in, acknowledged INSERTs out. Mechanism only.
 //!
-//! Rows are streamed into the `clickhouse` crate's `Inserter`, which ends an INSERT on its row,
-//! byte or time limit. Every row of the INSERT in progress is also kept until ClickHouse
-//! acknowledges it, so a failed INSERT can be sent again whole. Errors are classified:
-//! bad data (ClickHouse refuses the rows themselves) is written to a dead-letter file and
-//! counted, never retried; everything else is retried with backoff until it succeeds.
+//! It reads spooled records up to a row, byte or time limit, decodes them and sends them as one
+//! INSERT. Only when ClickHouse acknowledges the INSERT does it acknowledge the records to the
+//! spool, which then forgets them; a crash anywhere before that replays them at the next start
+//! (the events table collapses the replayed rows by event id). Errors are classified: bad data
+//! (ClickHouse refuses the rows themselves) goes to a dead-letter file and is counted, never
+//! retried; everything else is retried with backoff until it succeeds or shutdown gives up, in
+//! which case the records simply stay in the spool.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use clickhouse::inserter::Inserter;
 use clickhouse::Client;
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::row::EventRow;
+use crate::schema;
+use crate::spool::{Next, Position, Reader};
 
 pub const EVENTS_TABLE: &str = "events";
 
-/// Limits of one INSERT.
+/// Limits of one INSERT and of retrying it.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     pub max_rows: u64,
@@ -30,6 +35,46 @@ pub struct WriterConfig {
     /// First retry delay; doubles up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// After shutdown is asked for, how long delivery is still tried.
+    pub flush_timeout: Duration,
+}
+
+/// Where rows go.
+#[derive(Clone)]
+pub enum Destination {
+    /// A server made ready (version checked, schema applied) before the first INSERT and again
+    /// after any failure, so footfall may start before ClickHouse does.
+    Server {
+        /// Client without a database, for the version check and migrations.
+        server: Client,
+        database: String,
+        migrate: bool,
+    },
+    /// A database client used as it is (the crate's mock in unit tests).
+    Database(Client),
+}
+
+/// What `/readyz` reads about delivery.
+#[derive(Debug, Default)]
+pub struct DeliveryState(AtomicU8);
+
+impl DeliveryState {
+    // 0, the default, is "connecting": nothing has been tried yet.
+    const UP: u8 = 1;
+    const DOWN: u8 = 2;
+
+    /// "up", "down" or "connecting".
+    pub fn label(&self) -> &'static str {
+        match self.0.load(Ordering::Relaxed) {
+            Self::UP => "up",
+            Self::DOWN => "down",
+            _ => "connecting",
+        }
+    }
+
+    fn set(&self, v: u8) {
+        self.0.store(v, Ordering::Relaxed);
+    }
 }
 
 /// How a ClickHouse error is handled.
@@ -87,180 +132,270 @@ pub fn classify(err: &clickhouse::error::Error) -> ErrorClass {
     }
 }
 
-/// Receives rows until every sender is gone, then ends the last INSERT and returns.
+/// Delivers the spool until it is closed and read to the end, or until shutdown gives up.
 pub async fn run(
-    client: Client,
-    mut rx: mpsc::Receiver<EventRow>,
+    dest: Destination,
+    reader: Reader,
     cfg: WriterConfig,
     metrics: Metrics,
+    state: Arc<DeliveryState>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let mut w = Writer {
-        client,
+        dest,
+        db: None,
+        reader,
         cfg,
         metrics,
-        inserter: None,
-        pending: Vec::new(),
+        state,
+        shutdown,
+        give_up_at: None,
     };
-    loop {
-        let next = match w.inserter.as_mut().and_then(|i| i.time_left()) {
-            Some(left) if !w.pending.is_empty() => {
-                match tokio::time::timeout(left, rx.recv()).await {
-                    Ok(next) => next.map(Some),
-                    Err(_) => Some(None), // period over: commit what we have
-                }
-            }
-            _ => rx.recv().await.map(Some),
-        };
-        match next {
-            Some(Some(row)) => {
-                w.metrics.queue_depth.set(rx.len() as i64);
-                w.write(row).await;
-            }
-            Some(None) => w.commit(false).await,
-            None => break,
-        }
+    match w.deliver_all().await {
+        Ok(()) => tracing::info!("writer stopped: every accepted event was delivered or set aside"),
+        Err(Stop::GaveUp) => tracing::warn!(
+            pending = w.reader.stats().pending_records.load(Ordering::Relaxed),
+            "writer stopped before ClickHouse took everything; the rest stays in the spool for the next start"
+        ),
+        Err(Stop::Spool(e)) => tracing::error!(error = %e, "writer stopped: the spool cannot be read"),
     }
-    w.commit(true).await;
-    tracing::info!("writer stopped: every accepted row was acknowledged or set aside");
+}
+
+enum Stop {
+    GaveUp,
+    Spool(std::io::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("{0}")]
+    Connect(#[from] schema::SchemaError),
+    #[error("{0}")]
+    Insert(#[from] clickhouse::error::Error),
+}
+
+/// One INSERT's worth of records.
+struct Batch {
+    rows: Vec<EventRow>,
+    records: u64,
+    end: Option<Position>,
 }
 
 struct Writer {
-    client: Client,
+    dest: Destination,
+    /// The database client once the server has answered and the schema is in place.
+    db: Option<Client>,
+    reader: Reader,
     cfg: WriterConfig,
     metrics: Metrics,
-    inserter: Option<Inserter<EventRow>>,
-    /// Rows of the INSERT in progress, kept until it is acknowledged.
-    pending: Vec<EventRow>,
+    state: Arc<DeliveryState>,
+    shutdown: watch::Receiver<bool>,
+    give_up_at: Option<tokio::time::Instant>,
 }
 
 impl Writer {
-    fn new_inserter(&self) -> Inserter<EventRow> {
-        self.client
-            .inserter::<EventRow>(EVENTS_TABLE)
-            .with_max_rows(self.cfg.max_rows)
-            .with_max_bytes(self.cfg.max_bytes)
-            .with_period(Some(self.cfg.period))
+    async fn deliver_all(&mut self) -> Result<(), Stop> {
+        loop {
+            let (batch, closed) = self.next_batch().await.map_err(Stop::Spool)?;
+            if let Some(end) = batch.end {
+                if !batch.rows.is_empty() {
+                    self.deliver(&batch.rows).await?;
+                }
+                self.reader.ack(end, batch.records).map_err(Stop::Spool)?;
+            }
+            if closed {
+                return Ok(());
+            }
+        }
     }
 
-    async fn write(&mut self, row: EventRow) {
-        if self.inserter.is_none() {
-            self.inserter = Some(self.new_inserter());
-        }
-        let result = match self.inserter.as_mut() {
-            Some(ins) => ins.write(&row).await,
-            None => Ok(()),
+    /// Reads records until a limit is reached, the period since the first one is over, or the
+    /// spool is closed and drained (the `bool`).
+    async fn next_batch(&mut self) -> std::io::Result<(Batch, bool)> {
+        let mut batch = Batch {
+            rows: Vec::new(),
+            records: 0,
+            end: None,
         };
-        self.pending.push(row);
-        match result {
-            Ok(()) => self.commit(false).await,
-            Err(e) => self.recover(e).await,
+        let mut bytes = 0u64;
+        let mut deadline = None;
+        loop {
+            match self.reader.next(deadline).await? {
+                Next::Record(rec) => {
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.cfg.period);
+                    batch.records += 1;
+                    batch.end = Some(rec.end);
+                    bytes += rec.payload.len() as u64;
+                    match postcard::from_bytes::<EventRow>(&rec.payload) {
+                        Ok(row) => batch.rows.push(row),
+                        Err(e) => self.dead_letter_record(&rec.payload, &e.to_string()),
+                    }
+                    if batch.records >= self.cfg.max_rows || bytes >= self.cfg.max_bytes {
+                        return Ok((batch, false));
+                    }
+                }
+                Next::Idle => return Ok((batch, false)),
+                Next::Closed => return Ok((batch, true)),
+            }
         }
     }
 
-    /// Ends the INSERT if a limit is reached (or always, when `force`).
-    async fn commit(&mut self, force: bool) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let Some(ins) = self.inserter.as_mut() else {
-            return self.resend().await;
-        };
-        let result = if force {
-            ins.force_commit().await
-        } else {
-            ins.commit().await
-        };
-        match result {
-            Ok(q) if q.rows > 0 || force => self.acknowledged(),
-            Ok(_) => {}
-            Err(e) => self.recover(e).await,
-        }
-    }
-
-    fn acknowledged(&mut self) {
-        let n = self.pending.len() as u64;
-        self.metrics.rows_inserted.inc_by(n);
-        self.metrics.inserts.inc();
-        self.metrics.batch_rows.observe(n as f64);
-        self.metrics.clickhouse_up.set(1);
-        self.pending.clear();
-    }
-
-    /// Handles a failed INSERT: set the rows aside or send them again until ClickHouse takes them.
-    async fn recover(&mut self, mut err: clickhouse::error::Error) {
-        // The crate's inserter must not be used after an error.
-        self.inserter = None;
+    /// Sends `rows` as one INSERT until ClickHouse takes them or refuses them as bad data.
+    async fn deliver(&mut self, rows: &[EventRow]) -> Result<(), Stop> {
         let mut backoff = self.cfg.min_backoff;
         loop {
-            let class = classify(&err);
+            let err = match self.try_insert(rows).await {
+                Ok(()) => {
+                    self.acknowledged(rows.len() as u64);
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            let class = match &err {
+                // Not reachable yet, or the schema cannot be applied now: try again later.
+                SendError::Connect(_) => ErrorClass::Retryable,
+                SendError::Insert(e) => classify(e),
+            };
             self.metrics
                 .insert_errors
                 .get_or_create(&ReasonLabel {
                     reason: class.label(),
                 })
                 .inc();
-            match class {
-                ErrorClass::BadData => {
-                    tracing::error!(rows = self.pending.len(), error = %err, "ClickHouse refused the rows as bad data; writing them to the dead-letter file");
-                    self.dead_letter(&err.to_string());
-                    return;
+            if class == ErrorClass::BadData {
+                tracing::error!(rows = rows.len(), error = %err, "ClickHouse refused the rows as bad data; writing them to the dead-letter file");
+                self.dead_letter(&err.to_string(), rows);
+                return Ok(());
+            }
+            self.db = None;
+            self.state.set(DeliveryState::DOWN);
+            self.metrics.clickhouse_up.set(0);
+            tracing::warn!(rows = rows.len(), error = %err, retry_in_ms = backoff.as_millis() as u64, "INSERT failed; the rows stay in the spool and are retried");
+            self.pause(backoff).await?;
+            backoff = (backoff * 2).min(self.cfg.max_backoff);
+        }
+    }
+
+    /// Waits `backoff`, or less if shutdown's flush time runs out first.
+    async fn pause(&mut self, backoff: Duration) -> Result<(), Stop> {
+        let sleep = tokio::time::sleep(backoff);
+        tokio::pin!(sleep);
+        loop {
+            if self.give_up_at.is_none() && *self.shutdown.borrow() {
+                self.give_up_at = Some(tokio::time::Instant::now() + self.cfg.flush_timeout);
+            }
+            if let Some(at) = self.give_up_at {
+                tokio::select! {
+                    _ = &mut sleep => return Ok(()),
+                    _ = tokio::time::sleep_until(at) => return Err(Stop::GaveUp),
                 }
-                ErrorClass::Retryable => {
-                    self.metrics.clickhouse_up.set(0);
-                    tracing::warn!(rows = self.pending.len(), error = %err, retry_in_ms = backoff.as_millis() as u64, "INSERT failed; will retry");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.cfg.max_backoff);
-                    match self.send_pending().await {
-                        Ok(()) => return self.acknowledged(),
-                        Err(e) => err = e,
+            }
+            tokio::select! {
+                _ = &mut sleep => return Ok(()),
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() {
+                        // The sender is gone without asking for shutdown: treat it as asked.
+                        self.give_up_at = Some(tokio::time::Instant::now() + self.cfg.flush_timeout);
                     }
                 }
             }
         }
     }
 
-    async fn resend(&mut self) {
-        if let Err(e) = self.send_pending().await {
-            self.recover(e).await;
-        } else {
-            self.acknowledged();
-        }
-    }
-
-    /// Sends every pending row in one INSERT of its own.
-    async fn send_pending(&mut self) -> Result<(), clickhouse::error::Error> {
-        let mut insert = self.client.insert::<EventRow>(EVENTS_TABLE).await?;
-        for row in &self.pending {
+    async fn try_insert(&mut self, rows: &[EventRow]) -> Result<(), SendError> {
+        let db = match &self.db {
+            Some(db) => db.clone(),
+            None => {
+                let db = self.connect().await?;
+                self.db = Some(db.clone());
+                db
+            }
+        };
+        let mut insert = db.insert::<EventRow>(EVENTS_TABLE).await?;
+        for row in rows {
             insert.write(row).await?;
         }
-        insert.end().await
+        Ok(insert.end().await?)
     }
 
-    fn dead_letter(&mut self, reason: &str) {
-        let rows = std::mem::take(&mut self.pending);
-        self.metrics.rows_set_aside.inc_by(rows.len() as u64);
-        if let Err(e) = write_dead_letters(&self.cfg.dead_letter_dir, reason, &rows) {
+    /// Checks the server version (it decides row validation) and applies the schema.
+    async fn connect(&mut self) -> Result<Client, schema::SchemaError> {
+        let (server, database, migrate) = match &self.dest {
+            Destination::Database(db) => return Ok(db.clone()),
+            Destination::Server {
+                server,
+                database,
+                migrate,
+            } => (server, database, *migrate),
+        };
+        let version = schema::server_version(server).await?;
+        if migrate {
+            let report = schema::migrate(server, database).await?;
+            for m in &report.applied {
+                tracing::info!(migration = %m, "applied schema migration");
+            }
+        }
+        tracing::info!(%version, "ClickHouse answers; delivering");
+        Ok(server
+            .clone()
+            .with_database(database)
+            .with_validation(version.supports_validation()))
+    }
+
+    fn acknowledged(&mut self, n: u64) {
+        self.metrics.rows_inserted.inc_by(n);
+        self.metrics.inserts.inc();
+        self.metrics.batch_rows.observe(n as f64);
+        self.metrics.clickhouse_up.set(1);
+        self.state.set(DeliveryState::UP);
+    }
+
+    fn dead_letter(&mut self, reason: &str, rows: &[EventRow]) {
+        self.metrics.rows_dead_lettered.inc_by(rows.len() as u64);
+        if let Err(e) = write_dead_letters(&self.cfg.dead_letter_dir, reason, rows) {
             tracing::error!(error = %e, rows = rows.len(), "cannot write the dead-letter file");
+        }
+    }
+
+    /// A spool record that does not decode as a row (written by another version): kept as hex.
+    fn dead_letter_record(&mut self, payload: &[u8], reason: &str) {
+        self.metrics.rows_dead_lettered.inc();
+        tracing::error!(error = %reason, "a spool record does not decode as an event; writing it to the dead-letter file");
+        let line = serde_json::json!({
+            "reason": format!("undecodable spool record: {reason}"),
+            "record_hex": hex::encode(payload),
+        });
+        if let Err(e) = append_dead_letter_lines(&self.cfg.dead_letter_dir, &[line]) {
+            tracing::error!(error = %e, "cannot write the dead-letter file");
         }
     }
 }
 
-/// Appends `rows` with `reason` to today's dead-letter file.
+/// Appends `rows` with `reason` to the dead-letter file.
 pub fn write_dead_letters(
     dir: &std::path::Path,
     reason: &str,
     rows: &[EventRow],
 ) -> std::io::Result<()> {
+    let lines: Vec<_> = rows
+        .iter()
+        .map(|row| serde_json::json!({ "reason": reason, "row": row }))
+        .collect();
+    append_dead_letter_lines(dir, &lines)
+}
+
+fn append_dead_letter_lines(
+    dir: &std::path::Path,
+    lines: &[serde_json::Value],
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join("events.jsonl");
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)?;
+        .open(dir.join("events.jsonl"))?;
     let mut buf = Vec::new();
-    for row in rows {
-        let line = serde_json::json!({ "reason": reason, "row": row });
-        serde_json::to_writer(&mut buf, &line)?;
+    for line in lines {
+        serde_json::to_writer(&mut buf, line)?;
         buf.push(b'\n');
     }
     f.write_all(&buf)?;
@@ -310,6 +445,7 @@ mod tests {
             dead_letter_dir: dir.to_owned(),
             min_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(4),
+            flush_timeout: Duration::from_secs(5),
         }
     }
 
@@ -321,27 +457,65 @@ mod tests {
         }
     }
 
+    fn spool_opts(dir: &std::path::Path) -> crate::spool::SpoolOptions {
+        crate::spool::SpoolOptions {
+            dir: dir.join("spool"),
+            segment_bytes: 1 << 20,
+            max_bytes: 1 << 24,
+            fsync: crate::spool::FsyncPolicy::Never,
+            group_commit_wait: Duration::ZERO,
+            queue_capacity: 64,
+        }
+    }
+
+    /// A closed spool holding `rows`, and its reader.
+    async fn spooled(dir: &std::path::Path, rows: &[EventRow], m: &Metrics) -> Reader {
+        let (appender, reader) = crate::spool::open(
+            spool_opts(dir),
+            m.clone(),
+            std::sync::Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap();
+        for r in rows {
+            appender
+                .append(postcard::to_allocvec(r).unwrap())
+                .await
+                .unwrap();
+        }
+        appender.close();
+        reader
+    }
+
+    async fn run_against(mock: &Mock, dir: &std::path::Path, rows: &[EventRow]) -> Metrics {
+        let (m, _r) = Metrics::standalone();
+        let reader = spooled(dir, rows, &m).await;
+        let client = Client::default().with_mock(mock);
+        let (_tx, shutdown) = watch::channel(false);
+        run(
+            Destination::Database(client),
+            reader,
+            cfg(dir),
+            m.clone(),
+            Arc::new(DeliveryState::default()),
+            shutdown,
+        )
+        .await;
+        m
+    }
+
     #[tokio::test]
     async fn a_refused_batch_is_set_aside_and_the_next_one_delivered() {
         let dir = tempfile::tempdir().unwrap();
         let mock = Mock::new();
-        let client = Client::default().with_mock(&mock);
         mock.add(handlers::exception(117));
         let recording = mock.add(handlers::record());
-        let (m, _r) = Metrics::standalone();
-        let (tx, rx) = mpsc::channel(16);
-        let task = tokio::spawn(run(client, rx, cfg(dir.path()), m.clone()));
-        for n in 0..4 {
-            tx.send(row(n)).await.unwrap();
-        }
-        drop(tx);
-        task.await.unwrap();
+        let m = run_against(&mock, dir.path(), &(0..4).map(row).collect::<Vec<_>>()).await;
         let delivered: Vec<EventRow> = recording.collect().await;
         assert_eq!(
             delivered.iter().map(|r| r.seq).collect::<Vec<_>>(),
             vec![2, 3]
         );
-        assert_eq!(m.rows_set_aside.get(), 2);
+        assert_eq!(m.rows_dead_lettered.get(), 2);
         assert_eq!(m.rows_inserted.get(), 2);
         let dead = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
         assert_eq!(dead.lines().count(), 2);
@@ -352,22 +526,89 @@ mod tests {
     async fn a_server_error_is_retried_with_the_same_rows() {
         let dir = tempfile::tempdir().unwrap();
         let mock = Mock::new();
-        let client = Client::default().with_mock(&mock);
         mock.add(handlers::failure(http::StatusCode::SERVICE_UNAVAILABLE));
         let recording = mock.add(handlers::record());
-        let (m, _r) = Metrics::standalone();
-        let (tx, rx) = mpsc::channel(16);
-        let task = tokio::spawn(run(client, rx, cfg(dir.path()), m.clone()));
-        tx.send(row(7)).await.unwrap();
-        tx.send(row(8)).await.unwrap();
-        drop(tx);
-        task.await.unwrap();
+        let m = run_against(&mock, dir.path(), &[row(7), row(8)]).await;
         let delivered: Vec<EventRow> = recording.collect().await;
         assert_eq!(
             delivered.iter().map(|r| r.seq).collect::<Vec<_>>(),
             vec![7, 8]
         );
-        assert_eq!(m.rows_set_aside.get(), 0);
+        assert_eq!(m.rows_dead_lettered.get(), 0);
         assert!(!dir.path().join("events.jsonl").exists());
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_record_is_dead_lettered_as_hex_and_the_rest_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (m, _r) = Metrics::standalone();
+        let (appender, reader) = crate::spool::open(
+            spool_opts(dir.path()),
+            m.clone(),
+            std::sync::Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap();
+        appender.append(vec![0xff; 3]).await.unwrap();
+        appender
+            .append(postcard::to_allocvec(&row(5)).unwrap())
+            .await
+            .unwrap();
+        appender.close();
+        let mock = Mock::new();
+        let recording = mock.add(handlers::record());
+        let (_tx, shutdown) = watch::channel(false);
+        run(
+            Destination::Database(Client::default().with_mock(&mock)),
+            reader,
+            cfg(dir.path()),
+            m.clone(),
+            Arc::new(DeliveryState::default()),
+            shutdown,
+        )
+        .await;
+        let delivered: Vec<EventRow> = recording.collect().await;
+        assert_eq!(delivered.len(), 1);
+        assert_eq!(m.rows_dead_lettered.get(), 1);
+        let dead = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+        assert!(dead.contains("\"record_hex\":\"ffffff\""), "{dead}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_up_after_the_flush_timeout_and_keeps_the_rows_spooled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (m, _r) = Metrics::standalone();
+        let reader = spooled(dir.path(), &[row(1)], &m).await;
+        let mut mock = Mock::new();
+        // The writer gives up after some of these; the rest are never asked for.
+        mock.non_exhaustive();
+        for _ in 0..1000 {
+            mock.add(handlers::failure(http::StatusCode::SERVICE_UNAVAILABLE));
+        }
+        let (tx, shutdown) = watch::channel(true);
+        let mut c = cfg(dir.path());
+        c.flush_timeout = Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        run(
+            Destination::Database(Client::default().with_mock(&mock)),
+            reader,
+            c,
+            m.clone(),
+            Arc::new(DeliveryState::default()),
+            shutdown,
+        )
+        .await;
+        drop(tx);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(m.rows_inserted.get(), 0);
+        // The record is still there for the next start.
+        let (m2, _r2) = Metrics::standalone();
+        let (a, mut again) = crate::spool::open(
+            spool_opts(dir.path()),
+            m2,
+            std::sync::Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap();
+        a.close();
+        assert!(matches!(again.next(None).await.unwrap(), Next::Record(_)));
     }
 }

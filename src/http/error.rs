@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::beacon::BeaconError;
+use crate::spool::AppendError;
 
 /// Every way a request to the collector can fail. Each variant is one sentence for the client.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +30,13 @@ pub enum ApiError {
     Forbidden(String),
     #[error("too many events from this address; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
-    #[error("the collector cannot take events right now; retry after {retry_after_secs} s")]
-    Unavailable { retry_after_secs: u64 },
+    #[error(
+        "the collector cannot take events right now ({cause}); retry after {retry_after_secs} s"
+    )]
+    Unavailable {
+        retry_after_secs: u64,
+        cause: AppendError,
+    },
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed")]
@@ -54,7 +60,7 @@ impl ApiError {
             ApiError::Beacon(_) => "invalid_beacon",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Unavailable { cause, .. } => cause.label(),
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
         }
@@ -86,7 +92,9 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status_code());
         match self {
             ApiError::RateLimited { retry_after_secs }
-            | ApiError::Unavailable { retry_after_secs } => {
+            | ApiError::Unavailable {
+                retry_after_secs, ..
+            } => {
                 res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ => {}
@@ -120,6 +128,7 @@ mod tests {
             (
                 ApiError::Unavailable {
                     retry_after_secs: 5,
+                    cause: AppendError::Full,
                 },
                 503,
             ),

@@ -13,6 +13,14 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::beacon;
+use crate::clock::SharedClock;
+use crate::config::LimitsConfig;
+use crate::enrich::consistency::HintHeaders;
+use crate::enrich::{DropReason, Enricher, RequestMeta};
+use crate::health::Readiness;
+use crate::metrics::{FieldLabel, KindLabel, Metrics, ReasonLabel, RejectLabel};
+use crate::spool::{AppendError, Appender};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -20,23 +28,14 @@ use futures_util::StreamExt;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
-
-use crate::beacon;
-use crate::config::LimitsConfig;
-use crate::enrich::consistency::HintHeaders;
-use crate::enrich::{DropReason, Enricher, RequestMeta};
-use crate::metrics::{FieldLabel, KindLabel, Metrics, ReasonLabel, RejectLabel};
-use crate::row::EventRow;
-use crate::schema::Readiness;
 
 pub use error::ApiError;
 use origin::Sites;
 
 /// How long a client may take to send a body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// What a 503 asks the client to wait.
-const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 5;
+/// What a 503 asks the client to wait: long enough for the writer to make room.
+const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 30;
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -44,10 +43,11 @@ pub struct AppState {
     pub sites: Sites,
     pub enricher: Enricher,
     pub limiter: DefaultKeyedRateLimiter<IpAddr>,
-    pub sink: mpsc::Sender<EventRow>,
+    pub spool: Arc<Appender>,
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
     pub readiness: Readiness,
+    pub clock: SharedClock,
     pub assets: assets::Assets,
 }
 
@@ -283,21 +283,20 @@ async fn handle(
             .inc();
     }
     let kind = validated.beacon.kind.as_str();
-    match state.sink.try_send(row) {
-        Ok(()) => {
-            state
-                .metrics
-                .events_accepted
-                .get_or_create(&KindLabel { kind })
-                .inc();
-            let depth = state.sink.max_capacity() - state.sink.capacity();
-            state.metrics.queue_depth.set(depth as i64);
-            Ok(Outcome::Accepted)
-        }
-        Err(_) => Err(ApiError::Unavailable {
-            retry_after_secs: RETRY_AFTER_UNAVAILABLE_SECS,
-        }),
-    }
+    let unavailable = |cause| ApiError::Unavailable {
+        retry_after_secs: RETRY_AFTER_UNAVAILABLE_SECS,
+        cause,
+    };
+    let record = postcard::to_allocvec(&row)
+        .map_err(|e| unavailable(AppendError::Io(format!("cannot encode the event: {e}"))))?;
+    // The 202 is sent only once the event is durable in the spool.
+    state.spool.append(record).await.map_err(unavailable)?;
+    state
+        .metrics
+        .events_accepted
+        .get_or_create(&KindLabel { kind })
+        .inc();
+    Ok(Outcome::Accepted)
 }
 
 /// Decompresses at most `limit` bytes; a bomb stops at the limit instead of filling memory.
@@ -319,7 +318,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let report = state.readiness.check().await;
+    let report = state.readiness.check(state.clock.now_ms()).await;
     let mut res = if report.ready {
         HttpResponse::Ok()
     } else {
@@ -330,6 +329,10 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state
+        .spool
+        .stats()
+        .export(&state.metrics, state.clock.now_ms());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::metrics::render(&state.registry))

@@ -8,13 +8,13 @@ use footfall::clock::SystemClock;
 use footfall::config::LimitsConfig;
 use footfall::enrich::geo::MmdbFile;
 use footfall::enrich::{Enricher, EnricherParts};
+use footfall::health::Readiness;
 use footfall::http::{self, origin::Sites, AppState};
 use footfall::keys::Salts;
 use footfall::metrics::Metrics;
-use footfall::row::EventRow;
-use footfall::schema::Readiness;
+use footfall::spool::{self, FsyncPolicy, Next, Reader, SpoolOptions};
+use footfall::writer::DeliveryState;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::harness::TestCollector;
 use crate::mmdb::LONDON;
@@ -242,18 +242,26 @@ async fn every_malformed_body_gets_its_4xx_and_a_json_error() {
     c.shutdown().await;
 }
 
-/// An app with the real handlers and state but a writer that never drains, and no ClickHouse.
-async fn stalled_app(
-    queue: usize,
-) -> (
-    web::Data<AppState>,
-    mpsc::Receiver<EventRow>,
-    tempfile::TempDir,
-) {
+/// An app with the real handlers, state and spool, but no writer and no reachable ClickHouse:
+/// the test holds the spool's reader and decides when records count as delivered.
+async fn stalled_app(spool_max_bytes: u64) -> (web::Data<AppState>, Reader, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (metrics, registry) = Metrics::standalone();
     let clock = Arc::new(SystemClock);
-    let (tx, rx) = mpsc::channel(queue);
+    let (appender, reader) = spool::open(
+        SpoolOptions {
+            dir: dir.path().join("spool"),
+            segment_bytes: 1 << 20,
+            max_bytes: spool_max_bytes,
+            fsync: FsyncPolicy::Group,
+            group_commit_wait: std::time::Duration::ZERO,
+            queue_capacity: 1024,
+        },
+        metrics.clone(),
+        clock.clone(),
+    )
+    .unwrap();
+    let appender = Arc::new(appender);
     let limits = LimitsConfig::default();
     let state = AppState {
         limiter: AppState::limiter(&limits),
@@ -266,59 +274,127 @@ async fn stalled_app(
             ua_cache_size: 16,
             secret: b"k".to_vec(),
             salts: Arc::new(Salts::open(dir.path(), clock.clone()).unwrap()),
-            clock,
+            clock: clock.clone(),
             metrics: metrics.clone(),
         }),
-        sink: tx,
+        readiness: Readiness::new(
+            // Port 9 (discard) on loopback: nothing listens there.
+            Some(clickhouse::Client::default().with_url("http://127.0.0.1:9")),
+            appender.stats().clone(),
+            spool_max_bytes,
+            Arc::new(DeliveryState::default()),
+        ),
+        spool: appender,
         metrics,
         registry: Arc::new(registry),
-        // Port 9 (discard) on loopback: nothing listens there.
-        readiness: Readiness::new(clickhouse::Client::default().with_url("http://127.0.0.1:9")),
         assets: http::assets::Assets::default(),
+        clock,
     };
-    (web::Data::new(state), rx, dir)
+    (web::Data::new(state), reader, dir)
+}
+
+fn beacon_request(i: u32) -> test::TestRequest {
+    test::TestRequest::post()
+        .uri("/api/event")
+        .insert_header(("content-type", "text/plain"))
+        .insert_header(("origin", "http://localhost:8080"))
+        .peer_addr("198.51.100.1:5555".parse().unwrap())
+        .set_payload(format!(
+            r#"{{"v":1,"site":"demo","url":"http://localhost/x","seq":{i}}}"#
+        ))
 }
 
 #[actix_web::test]
-async fn a_full_queue_answers_503_with_retry_after() {
-    let (state, _rx, _dir) = stalled_app(2).await;
+async fn a_full_spool_answers_503_with_retry_after_and_recovers_when_delivered() {
+    let (state, mut reader, _dir) = stalled_app(4096).await;
     let app = test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
-    let mut statuses = Vec::new();
-    for _ in 0..3 {
-        let req = test::TestRequest::post()
-            .uri("/api/event")
-            .insert_header(("content-type", "text/plain"))
-            .insert_header(("origin", "http://localhost:8080"))
-            .peer_addr("198.51.100.1:5555".parse().unwrap())
-            .set_payload(r#"{"v":1,"site":"demo","url":"http://localhost/x"}"#)
-            .to_request();
-        let res = test::call_service(&app, req).await;
-        statuses.push(res.status().as_u16());
-        if res.status() == 503 {
-            assert_eq!(res.headers().get("retry-after").unwrap(), "5");
-            let body: Value = test::read_body_json(res).await;
-            assert!(body["error"].as_str().unwrap().contains("retry"));
+    let mut accepted = 0;
+    let mut refused = None;
+    for i in 0..100 {
+        let res = test::call_service(&app, beacon_request(i).to_request()).await;
+        if res.status() == 202 {
+            accepted += 1;
+            continue;
         }
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers().get("retry-after").unwrap(), "30");
+        refused = Some(test::read_body_json::<Value, _>(res).await);
+        break;
     }
-    assert_eq!(statuses, vec![202, 202, 503]);
+    let refused = refused.expect("the spool filled up");
+    assert!(
+        accepted >= 2,
+        "{accepted} accepted before the spool was full"
+    );
+    let msg = refused["error"].as_str().unwrap();
+    assert!(
+        msg.contains("spool is full") && msg.contains("retry"),
+        "{msg}"
+    );
+
+    let ready =
+        test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+    assert_eq!(
+        ready.status(),
+        503,
+        "a full spool takes the instance out of rotation"
+    );
+    let ready: Value = test::read_body_json(ready).await;
+    assert_eq!(ready["status"], "unavailable");
+    assert_eq!(ready["spool"]["pending_records"], accepted);
+
+    // The writer catches up: everything accepted is in the spool, and acknowledging it makes room.
+    let mut end = None;
+    let mut read = 0;
+    while let Next::Record(rec) = reader
+        .next(Some(
+            tokio::time::Instant::now() + std::time::Duration::from_millis(100),
+        ))
+        .await
+        .unwrap()
+    {
+        read += 1;
+        end = Some(rec.end);
+    }
+    assert_eq!(read, accepted, "every 202 is in the spool, no 503 is");
+    reader.ack(end.unwrap(), read as u64).unwrap();
+    let res = test::call_service(&app, beacon_request(1000).to_request()).await;
+    assert_eq!(res.status(), 202);
+    let m = footfall::metrics::render(&state.registry);
+    assert!(
+        m.contains(r#"footfall_events_rejected_total{status="503",reason="spool_full"} 1"#),
+        "{m}"
+    );
 }
 
 #[actix_web::test]
-async fn readiness_says_when_clickhouse_is_down() {
-    let (state, _rx, _dir) = stalled_app(2).await;
+async fn readiness_stays_up_while_clickhouse_is_down_because_the_spool_takes_events() {
+    let (state, _reader, _dir) = stalled_app(1 << 20).await;
     let app = test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
+    assert_eq!(
+        test::call_service(&app, beacon_request(1).to_request())
+            .await
+            .status(),
+        202
+    );
     let res = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
-    assert_eq!(res.status(), 503);
+    assert_eq!(res.status(), 200);
     let body: Value = test::read_body_json(res).await;
     assert_eq!(body["clickhouse"], "down");
-    assert_eq!(body["ready"], false);
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["spool"]["pending_records"], 1);
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("kept in the spool"));
     let res = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
     assert_eq!(res.status(), 200);
 }
 
 #[actix_web::test]
 async fn prefetches_are_dropped_with_a_reason_not_an_error() {
-    let (state, mut rx, _dir) = stalled_app(8).await;
+    let (state, mut reader, _dir) = stalled_app(1 << 20).await;
     let app = test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
     let req = test::TestRequest::post()
         .uri("/api/event")
@@ -331,7 +407,13 @@ async fn prefetches_are_dropped_with_a_reason_not_an_error() {
     let res = test::call_service(&app, req).await;
     assert_eq!(res.status(), 202);
     assert_eq!(res.headers().get("x-footfall-dropped").unwrap(), "prefetch");
-    assert!(rx.try_recv().is_err(), "a dropped event is not stored");
+    let next = reader
+        .next(Some(
+            tokio::time::Instant::now() + std::time::Duration::from_millis(100),
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(next, Next::Idle), "a dropped event is not stored");
     let m = footfall::metrics::render(&state.registry);
     assert!(
         m.contains(r#"footfall_events_dropped_total{reason="prefetch"} 1"#),
@@ -341,7 +423,7 @@ async fn prefetches_are_dropped_with_a_reason_not_an_error() {
 
 #[actix_web::test]
 async fn random_bytes_never_panic_the_handler() {
-    let (state, _rx, _dir) = stalled_app(100_000).await;
+    let (state, _reader, _dir) = stalled_app(1 << 30).await;
     let app = test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
     // A deterministic generator: truncations and byte flips of a real beacon, and pure noise.
     let seed = std::fs::read_to_string(concat!(

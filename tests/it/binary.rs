@@ -17,26 +17,6 @@ fn free_port() -> u16 {
 }
 
 #[test]
-fn without_any_clickhouse_it_says_what_to_install_and_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .env_clear()
-        .env("PATH", "/nonexistent")
-        .env("FOOTFALL_DATA_DIR", dir.path())
-        .env("FOOTFALL_CLICKHOUSE_BINARY", "/nonexistent/clickhouse")
-        .env("FOOTFALL_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("apt-get install -y clickhouse-server"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("clickhouse.com"), "{stderr}");
-}
-
-#[test]
 fn bad_configuration_is_reported_with_the_setting() {
     let out = Command::new(BIN)
         .env("FOOTFALL_SITES", "demo")

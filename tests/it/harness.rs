@@ -97,7 +97,7 @@ pub struct TestCollector {
     pub base: String,
     pub db: Client,
     /// Kept so the directory lives as long as the collector.
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
     pub running: Option<Running>,
     pub http: reqwest::Client,
 }
@@ -128,10 +128,15 @@ impl TestCollector {
         Self {
             base,
             db: server_client().with_database(&db_name),
-            _data_dir: data_dir,
+            data_dir,
             running: Some(running),
             http: reqwest::Client::new(),
         }
+    }
+
+    /// The collector's data directory (unless the config pointed elsewhere).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
     }
 
     /// POSTs a beacon as the tracker does, from `client_ip` behind our trusted loopback proxy.
@@ -161,12 +166,13 @@ impl TestCollector {
     pub async fn rows(&self, n: usize) -> Vec<EventRow> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
+            // The table may not exist yet when the writer applies the schema itself.
             let rows: Vec<EventRow> = self
                 .db
                 .query("SELECT ?fields FROM events ORDER BY site, session_id, seq")
                 .fetch_all()
                 .await
-                .expect("select rows");
+                .unwrap_or_default();
             if rows.len() >= n || tokio::time::Instant::now() > deadline {
                 assert_eq!(rows.len(), n, "rows in ClickHouse");
                 return rows;

@@ -9,5 +9,6 @@ mod harness;
 mod bad_input;
 mod binary;
 mod collector;
+mod faults;
 mod fixtures;
 mod http_surface;

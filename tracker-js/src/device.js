@@ -74,10 +74,10 @@ const automation = pl => {
   const ua = N.userAgent, cr = /Chrome/.test(ua);
   return {
     webdriver: !!N.webdriver,
-    headless: ['ua', 'no_chrome_obj'].filter((_, i) => [/HeadlessChrome/.test(ua), cr && !W.chrome][i]),
-    flags: ['zero_outer', 'no_langs', 'no_plugins'].filter((_, i) => [!(W.outerWidth && W.outerHeight), !N.languages?.length,
-      cr && !/Mobile/.test(ua) && !pl?.length][i]),
-    globals: [...Object.getOwnPropertyNames(W), ...Object.keys(D)].filter(k => AUTO.test(k)) // server truncates (16 × 32)
+    headless: [/HeadlessChrome/.test(ua) && 'ua', cr && !W.chrome && 'no_chrome_obj'].filter(Boolean),
+    flags: [!(W.outerWidth && W.outerHeight) && 'zero_outer', !N.languages?.length && 'no_langs',
+      cr && !/Mobile/.test(ua) && !pl?.length && 'no_plugins'].filter(Boolean),
+    globals: [...Object.getOwnPropertyNames(W), ...Object.keys(D)].filter(AUTO.test, AUTO) // (AUTO has no /g flag) server truncates (16 × 32)
   };
 };
 

@@ -51,13 +51,13 @@ T(() => {
     const body = JSON.stringify(e);
     if (!(beacon && N.sendBeacon?.(API, body))) fetch(API, { method: 'POST', body, keepalive: true }).then(r => {
       if (r.status == 429 || r.status == 503) {
-        retry(e);
         clearTimeout(rt); rt = setTimeout(flush, retryAfter(r.headers.get('Retry-After')));
+        throw 0; // -> retry queue, like a network failure
       }
-    }, () => retry(e));
+    }).catch(() => save(qpush(q, e)));
   };
-  const retry = e => { qpush(q, e); save(); };
-  const flush = () => { const a = q.splice(0); save(); a.map(e => tx(e)); };
+  // (always called without arguments, also by setTimeout; save() runs after the splice)
+  const flush = (a = q.splice(0)) => a.map(e => tx(e), save());
   const out = (e, beacon) => hold ? hold.push([e, beacon]) : T(() => tx(e, beacon));
   // (hold = null is evaluated before map runs, so out() sends instead of queueing again)
   const release = (beacon, h = hold) => h?.map(x => out(x[0], beacon || x[1]), hold = null);
@@ -120,10 +120,10 @@ T(() => {
   };
   const api = W.footfall = (k, ...a) => T(() => cmd[k](...a));
   api.ff = 1;
-  const queued = [...pre?.q || []], early = a => a[0] != 'event';
-  queued.filter(early).map(a => api(...a));
+  const queued = [...pre?.q || []];
+  queued.map(a => a[0] != 'event' && api(...a));
   const first = ev('pageview', { ref: D.referrer || undefined });
   if (fpOK()) { hold = [[first]]; fp(); setTimeout(release, 5000); } else out(first);
-  queued.map(a => early(a) || api(...a));
+  queued.map(a => a[0] != 'event' || api(...a));
   flush();
 });

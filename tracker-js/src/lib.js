@@ -26,7 +26,7 @@ export const rid = () => [].map.call(crypto.getRandomValues(new Uint32Array(4)),
  */
 export const arch = (...a) => { // (platform, ua, renderer)
   for (const i in a) {
-    const m = /(x86_64|x86-64|x64|amd64|wow64)|(aarch64|arm64|iphone|ipad|apple m\d)|(i[3-6]86)|(arm)/i.exec(a[i]);
+    const m = /(x86[-_]64|x64|amd64|wow64)|(aarch64|arm64|iphone|ipad|apple m\d)|(i[3-6]86)|(arm)/i.exec(a[i]);
     if (m) return [m[1] || m[3] ? 'x86' : 'arm', m[3] || m[4] ? '32' : '64', ['platform', 'ua', 'webgl'][i]];
   }
   return ['', '', ''];
@@ -46,9 +46,9 @@ export const touch = (s, now, keep) => {
 
 /**
  * Outbound-link test. `a` is anything with href/protocol/host (an <a> element or a URL object);
- * returns the absolute target URL when it is http(s) on another host than `host`, else ''.
+ * returns the absolute target URL when it is http(s) on another host than `host`, else false.
  */
-export const outbound = (a, host) => /^https?:$/.test(a.protocol) && a.host != host ? a.href : '';
+export const outbound = (a, host) => /^https?:$/.test(a.protocol) && a.host != host && a.href;
 
 /** Custom-event props: <= 16 keys, key <= 64 chars, value string <= 256 / finite number / boolean. */
 export const props = o => {
@@ -60,8 +60,11 @@ export const props = o => {
   return r;
 };
 
-/** Bounded retry queue: keeps the newest 50 events (events are pushed one at a time). */
-export const qpush = (q, e) => q.push(e) > 50 && q.shift();
+/**
+ * Bounded retry queue: keeps the newest 50 events by creation (ts, then seq), not the 50 that
+ * failed last: failures of parallel requests come back in any order. Sorted only on overflow.
+ */
+export const qpush = (q, e) => q.push(e) > 50 && q.sort((a, b) => a.ts - b.ts || a.seq - b.seq).shift();
 
 /** Retry-After header (delta-seconds) -> ms, clamped to [1 s, 1 h]; absent/0/HTTP-date -> 30 s. */
 export const retryAfter = h => Math.min(Math.max(parseInt(h) * 1000 || 30000, 1000), 3600000);

@@ -57,10 +57,10 @@ test('outbound link detection', () => {
   assert.equal(o('https://other.example/x?q=1'), 'https://other.example/x?q=1');
   assert.equal(o('http://sub.shop.example/'), 'http://sub.shop.example/');
   assert.equal(o('https://shop.example:8443/'), 'https://shop.example:8443/');
-  assert.equal(o('https://shop.example/p'), '');
-  assert.equal(o('mailto:a@b.c'), '');
-  assert.equal(o('javascript:void(0)'), '');
-  assert.equal(o('tel:+123'), '');
+  assert.equal(o('https://shop.example/p'), false);
+  assert.equal(o('mailto:a@b.c'), false);
+  assert.equal(o('javascript:void(0)'), false);
+  assert.equal(o('tel:+123'), false);
 });
 
 test('custom-event prop limits', () => {
@@ -79,6 +79,20 @@ test('retry queue is bounded to the newest 50', () => {
   const q = [];
   for (let i = 0; i < 120; i++) qpush(q, { seq: i });
   assert.equal(q.length, 50); assert.equal(q[0].seq, 70); assert.equal(q[49].seq, 119);
+});
+
+test('retry queue keeps the newest 50 by creation (ts, seq), whatever order the failures come back in', () => {
+  // 60 events created in two milliseconds, failing in a shuffled order (parallel requests)
+  const evs = Array.from({ length: 60 }, (_, i) => ({ ts: 1000 + (i >= 30), seq: i + 1 }));
+  const order = evs.map((e, i) => [(i * 37) % 60, e]).sort((a, b) => a[0] - b[0]).map(x => x[1]);
+  const q = [];
+  for (const e of order) qpush(q, e);
+  assert.deepEqual(q.map(e => e.seq).sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i + 11));
+  // an older session's events (earlier ts, higher seq) are older than a new session's
+  const r = [];
+  for (let i = 1; i <= 50; i++) qpush(r, { ts: i, seq: 100 + i });
+  qpush(r, { ts: 5000, seq: 1 });
+  assert.equal(r.length, 50); assert.equal(r[0].seq, 102); assert.deepEqual(r.at(-1), { ts: 5000, seq: 1 });
 });
 
 test('Retry-After parsing', () => {
