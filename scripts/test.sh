@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of footfall, from a fresh Debian/Ubuntu machine: installs what is missing, then runs
-# the Rust unit and integration tests (real ClickHouse 18.16), the schema on ClickHouse 26.x
-# (chdb-core), and the tracker's Node and real-Chromium tests (through the collector into ClickHouse).
+# the Rust unit and integration tests (real ClickHouse 18.16, fault tests included), a bounded
+# fuzzing run, the schema on ClickHouse 26.x (chdb-core), and the tracker's Node and real-Chromium
+# tests (through the collector into ClickHouse).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,9 @@ fi
 
 echo "== Rust: unit and integration tests against a real ClickHouse"
 cargo test --release
+
+echo "== Fuzzing the beacon parser and the bounded gunzip (bounded time; cargo-fuzz on stable)"
+scripts/fuzz.sh "${FOOTFALL_FUZZ_SECONDS:-60}"
 
 echo "== Schema and queries on current ClickHouse (chdb-core)"
 python3 tests/chdb/check_schema.py target/release/footfall

@@ -349,7 +349,6 @@ pub fn validate(mut b: Beacon<'_>) -> Result<Validated<'_>, BeaconError> {
     }
     match b.kind {
         Kind::Outbound if !is_http_url(&b.target) => return Err(BeaconError::BadTarget),
-        Kind::Custom if b.name.trim().is_empty() => return Err(BeaconError::NoName),
         _ => {}
     }
     if b.props.as_ref().is_some_and(|p| p.len() > limits::PROPS) {
@@ -366,6 +365,10 @@ pub fn validate(mut b: Beacon<'_>) -> Result<Validated<'_>, BeaconError> {
     cut(&mut b.uid, limits::USER_ID, "uid", &mut t);
     cut(&mut b.cid, limits::CLIENT_ID, "cid", &mut t);
     cut(&mut b.name, limits::EVENT_NAME, "name", &mut t);
+    // After the cut: a name whose first 64 bytes are blank would be stored blank.
+    if b.kind == Kind::Custom && b.name.trim().is_empty() {
+        return Err(BeaconError::NoName);
+    }
     if let Some(props) = b.props.take() {
         let mut cut_any = false;
         let props = props
@@ -603,6 +606,12 @@ mod tests {
         for (body, want) in cases {
             assert_eq!(parse(body.as_bytes()).unwrap_err(), *want, "{body}");
         }
+        // Found by the fuzzer's oracle: blank within the stored length is blank.
+        let padded = format!(
+            r#"{{"v":1,"site":"d","url":"https://a/","kind":"custom","name":"{}x"}}"#,
+            " ".repeat(limits::EVENT_NAME)
+        );
+        assert_eq!(parse(padded.as_bytes()).unwrap_err(), BeaconError::NoName);
     }
 
     #[test]

@@ -304,7 +304,9 @@ pub fn gunzip_bounded(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
     let decoder = flate2::read::MultiGzDecoder::new(body);
     decoder
-        .take(limit as u64 + 1)
+        // One byte past the limit tells "exactly the limit" from "more"; saturating, so a limit
+        // of usize::MAX (found by fuzzing) neither overflows nor wraps to zero.
+        .take((limit as u64).saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|_| ApiError::BadGzip)?;
     if out.len() > limit {
@@ -362,6 +364,12 @@ mod tests {
             gunzip_bounded(&bomb, 65_536),
             Err(ApiError::DecompressedTooLarge { limit: 65_536 })
         ));
+    }
+
+    #[test]
+    fn the_largest_limit_does_not_overflow() {
+        assert_eq!(gunzip_bounded(&gz(b"hello"), usize::MAX).unwrap(), b"hello");
+        assert_eq!(gunzip_bounded(&gz(b""), usize::MAX).unwrap(), b"");
     }
 
     #[test]
