@@ -26,6 +26,9 @@ pub struct Agent {
     pub os_family: Option<crate::enrich::consistency::OsFamily>,
 }
 
+/// User agents longer than this are not cached.
+pub const MAX_CACHED_UA_BYTES: usize = 1024;
+
 /// Woothee behind a bounded concurrent cache.
 pub struct AgentParser {
     parser: woothee::parser::Parser,
@@ -77,6 +80,12 @@ impl AgentParser {
 
     /// The parsed agent for `ua`, from the cache when seen before.
     pub fn parse(&self, ua: &str) -> Arc<Agent> {
+        // Real user agents are a few hundred bytes. Longer ones are parsed but not kept: the cache
+        // bounds entries, not bytes, and 16k distinct 100 KiB headers would hold 1.6 GiB (found by
+        // the hostile-request test).
+        if ua.len() > MAX_CACHED_UA_BYTES {
+            return Arc::new(self.parse_uncached(ua));
+        }
         if let Some(hit) = self.cache.get(ua) {
             return hit;
         }
@@ -320,6 +329,14 @@ mod tests {
         let a = p.parse(CHROME_LINUX);
         let b = p.parse(CHROME_LINUX);
         assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn huge_user_agents_are_parsed_but_not_cached() {
+        let p = AgentParser::new(32);
+        let huge = format!("{}{}", CHROME_LINUX, " x".repeat(60_000));
+        assert_eq!(p.parse(&huge).browser, p.parse(CHROME_LINUX).browser);
+        assert_eq!(p.cache.len(), 1, "only the normal one is kept");
     }
 
     #[test]

@@ -11,4 +11,5 @@ mod binary;
 mod collector;
 mod faults;
 mod fixtures;
+mod hostile;
 mod http_surface;
