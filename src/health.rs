@@ -20,7 +20,6 @@ pub struct Readiness {
     /// `None` when no ClickHouse is configured or installed.
     db: Option<Client>,
     spool: Arc<SpoolStats>,
-    spool_max_bytes: u64,
     delivery: Arc<DeliveryState>,
 }
 
@@ -53,16 +52,10 @@ pub struct SpoolReport {
 }
 
 impl Readiness {
-    pub fn new(
-        db: Option<Client>,
-        spool: Arc<SpoolStats>,
-        spool_max_bytes: u64,
-        delivery: Arc<DeliveryState>,
-    ) -> Self {
+    pub fn new(db: Option<Client>, spool: Arc<SpoolStats>, delivery: Arc<DeliveryState>) -> Self {
         Self {
             db,
             spool,
-            spool_max_bytes,
             delivery,
         }
     }
@@ -72,13 +65,13 @@ impl Readiness {
         let pending_bytes = self.spool.pending_bytes();
         let spool_error = self.spool.error(now_ms);
         // Within one small event of the cap counts as full: the next append would be refused.
-        let full = pending_bytes + 64 * 1024 > self.spool_max_bytes;
+        let full = pending_bytes + 64 * 1024 > self.spool.max_bytes;
         let accepting = spool_error.is_none() && !full;
         let spool = SpoolReport {
             accepting,
             pending_records: self.spool.pending_records.load(Ordering::Relaxed),
             pending_bytes,
-            max_bytes: self.spool_max_bytes,
+            max_bytes: self.spool.max_bytes,
             oldest_pending_seconds: self.spool.oldest_pending_secs(now_ms),
             error: spool_error.or_else(|| full.then(|| "the spool is full".to_owned())),
         };

@@ -124,14 +124,7 @@ pub async fn start(
 
     let spool_dir = config.data_dir.join("spool");
     let (appender, reader) = spool::open(
-        SpoolOptions {
-            dir: spool_dir.clone(),
-            segment_bytes: config.spool.segment_bytes,
-            max_bytes: config.spool.max_bytes,
-            fsync: config.spool.fsync,
-            group_commit_wait: Duration::from_micros(config.spool.group_commit_wait_us),
-            queue_capacity: config.spool.queue_capacity,
-        },
+        SpoolOptions::new(spool_dir.clone(), &config.spool),
         metrics.clone(),
         clock.clone(),
     )
@@ -194,7 +187,7 @@ pub async fn start(
         spool: spool.clone(),
         metrics: metrics.clone(),
         registry: Arc::new(registry),
-        readiness: Readiness::new(readiness_db, spool_stats, config.spool.max_bytes, delivery),
+        readiness: Readiness::new(readiness_db, spool_stats, delivery),
         clock: clock.clone(),
         assets: http::assets::Assets::default(),
     });

@@ -88,6 +88,20 @@ pub struct SpoolOptions {
     pub queue_capacity: usize,
 }
 
+impl SpoolOptions {
+    /// The configured spool in `dir`.
+    pub fn new(dir: PathBuf, config: &crate::config::SpoolConfig) -> Self {
+        Self {
+            dir,
+            segment_bytes: config.segment_bytes,
+            max_bytes: config.max_bytes,
+            fsync: config.fsync,
+            group_commit_wait: Duration::from_micros(config.group_commit_wait_us),
+            queue_capacity: config.queue_capacity,
+        }
+    }
+}
+
 /// Why an event could not be made durable. Each answers 503 with `Retry-After`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
@@ -115,6 +129,8 @@ impl AppendError {
 /// Counters the committer, the reader and `/metrics` share.
 #[derive(Debug, Default)]
 pub struct SpoolStats {
+    /// The configured cap on undelivered bytes.
+    pub max_bytes: u64,
     /// Bytes in segment files on disk.
     pub disk_bytes: AtomicU64,
     /// Offset of the acknowledged position in the oldest segment kept.
@@ -206,7 +222,10 @@ pub fn open(
             "another footfall process is using this spool (data directory)",
         )
     })?;
-    let stats = Arc::new(SpoolStats::default());
+    let stats = Arc::new(SpoolStats {
+        max_bytes: opts.max_bytes,
+        ..SpoolStats::default()
+    });
     let acked = read_ack(&opts.dir)?;
     let mut segments = list_segments(&opts.dir)?;
     // Segments wholly before the acknowledged one were delivered: a crash came between the ack
@@ -292,7 +311,6 @@ pub fn open(
     let committer = Committer {
         dir: opts.dir.clone(),
         segment_bytes: opts.segment_bytes.max(SEGMENT_HEADER_LEN + 1),
-        max_bytes: opts.max_bytes,
         fsync: opts.fsync,
         wait: opts.group_commit_wait,
         file,
@@ -367,7 +385,6 @@ impl Appender {
 struct Committer {
     dir: PathBuf,
     segment_bytes: u64,
-    max_bytes: u64,
     fsync: FsyncPolicy,
     wait: Duration,
     /// The live segment; `None` until it could be created.
@@ -450,7 +467,7 @@ impl Committer {
         let mut waiting: Vec<Waiter> = Vec::with_capacity(group.len());
         for (payload, done) in group.drain(..) {
             let frame = (RECORD_HEADER_LEN + payload.len()) as u64;
-            if payload.len() > MAX_RECORD_BYTES || projected + frame > self.max_bytes {
+            if payload.len() > MAX_RECORD_BYTES || projected + frame > self.stats.max_bytes {
                 let _ = done.send(Err(AppendError::Full));
                 continue;
             }
@@ -955,12 +972,8 @@ mod tests {
 
     fn opts(dir: &Path) -> SpoolOptions {
         SpoolOptions {
-            dir: dir.to_owned(),
             segment_bytes: 1 << 20,
-            max_bytes: 64 << 20,
-            fsync: FsyncPolicy::Group,
-            group_commit_wait: Duration::ZERO,
-            queue_capacity: 1024,
+            ..SpoolOptions::new(dir.to_owned(), &crate::config::SpoolConfig::default())
         }
     }
 

@@ -459,12 +459,11 @@ mod tests {
 
     fn spool_opts(dir: &std::path::Path) -> crate::spool::SpoolOptions {
         crate::spool::SpoolOptions {
-            dir: dir.join("spool"),
-            segment_bytes: 1 << 20,
-            max_bytes: 1 << 24,
             fsync: crate::spool::FsyncPolicy::Never,
-            group_commit_wait: Duration::ZERO,
-            queue_capacity: 64,
+            ..crate::spool::SpoolOptions::new(
+                dir.join("spool"),
+                &crate::config::SpoolConfig::default(),
+            )
         }
     }
 

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use actix_web::{test, web, App};
 use footfall::clock::SystemClock;
 use footfall::config::LimitsConfig;
+use footfall::config::SpoolConfig;
 use footfall::enrich::geo::MmdbFile;
 use footfall::enrich::{Enricher, EnricherParts};
 use footfall::health::Readiness;
 use footfall::http::{self, origin::Sites, AppState};
 use footfall::keys::Salts;
 use footfall::metrics::Metrics;
-use footfall::spool::{self, FsyncPolicy, Next, Reader, SpoolOptions};
+use footfall::spool::{self, Next, Reader, SpoolOptions};
 use footfall::writer::DeliveryState;
 use serde_json::Value;
 
@@ -250,12 +251,8 @@ async fn stalled_app(spool_max_bytes: u64) -> (web::Data<AppState>, Reader, temp
     let clock = Arc::new(SystemClock);
     let (appender, reader) = spool::open(
         SpoolOptions {
-            dir: dir.path().join("spool"),
-            segment_bytes: 1 << 20,
             max_bytes: spool_max_bytes,
-            fsync: FsyncPolicy::Group,
-            group_commit_wait: std::time::Duration::ZERO,
-            queue_capacity: 1024,
+            ..SpoolOptions::new(dir.path().join("spool"), &SpoolConfig::default())
         },
         metrics.clone(),
         clock.clone(),
@@ -281,7 +278,6 @@ async fn stalled_app(spool_max_bytes: u64) -> (web::Data<AppState>, Reader, temp
             // Port 9 (discard) on loopback: nothing listens there.
             Some(clickhouse::Client::default().with_url("http://127.0.0.1:9")),
             appender.stats().clone(),
-            spool_max_bytes,
             Arc::new(DeliveryState::default()),
         ),
         spool: appender,

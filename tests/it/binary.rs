@@ -4,17 +4,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{clickhouse_url, db_name, server_client};
+use crate::harness::{clickhouse_url, db_name, free_port, server_client};
 
 const BIN: &str = env!("CARGO_BIN_EXE_footfall");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn bad_configuration_is_reported_with_the_setting() {

@@ -4,9 +4,7 @@
 //! as the dashboards can tell (`FINAL`, one event id per beacon).
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,14 +12,15 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use clickhouse::Client;
 use footfall::clock::SystemClock;
+use footfall::config::SpoolConfig;
 use footfall::managed::{Binary, ManagedClickHouse};
 use footfall::row::EventRow;
-use footfall::spool::{self, FsyncPolicy, SpoolOptions};
+use footfall::spool::{self, SpoolOptions};
 use serde_json::Value;
 
-use crate::harness::{clickhouse_url, db_name, server_client, test_config, TestCollector};
-
-const BIN: &str = env!("CARGO_BIN_EXE_footfall");
+use crate::harness::{
+    clickhouse_url, db_name, server_client, test_config, FootfallProcess, TestCollector,
+};
 
 /// (session id, seq): what identifies one beacon sent by a load generator.
 type Key = (String, u32);
@@ -245,75 +244,6 @@ async fn clickhouse_down_for_a_minute_loses_nothing_and_counts_nothing_twice() {
     drop(ch);
 }
 
-/// A `footfall` process started by the test.
-struct Proc {
-    child: Child,
-    base: String,
-    stderr: std::path::PathBuf,
-}
-
-impl Proc {
-    fn spawn(data_dir: &Path, log_dir: &Path, env: &[(&str, &str)]) -> Proc {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let stderr = log_dir.join(format!("stderr-{port}.log"));
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .env("PATH", "/nonexistent")
-            .env("FOOTFALL_DATA_DIR", data_dir)
-            .env("FOOTFALL_LISTEN", format!("127.0.0.1:{port}"))
-            .env("FOOTFALL_RATE_PER_SECOND", "100000")
-            .env("FOOTFALL_RATE_BURST", "100000")
-            .env("FOOTFALL_BATCH_PERIOD_MS", "100")
-            .env("FOOTFALL_SHUTDOWN_FLUSH_SECS", "2");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let line = BufReader::new(child.stdout.take().unwrap())
-            .lines()
-            .next()
-            .map(|l| l.unwrap())
-            .unwrap_or_default();
-        assert!(
-            line.starts_with(&format!(
-                "footfall is listening on http://127.0.0.1:{port}/"
-            )),
-            "{line:?}\n{}",
-            std::fs::read_to_string(&stderr).unwrap_or_default()
-        );
-        Proc {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            stderr,
-        }
-    }
-
-    fn sigterm(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        self.child.wait().unwrap()
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
 /// Fault 2: `kill -9` of footfall under load, then a restart on the same data directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_accepted_event() {
@@ -325,7 +255,7 @@ async fn kill_9_under_load_loses_no_accepted_event() {
         // Long batches: many accepted events are only in the spool when the process dies.
         ("FOOTFALL_BATCH_PERIOD_MS", "2000"),
     ];
-    let first = Proc::spawn(data_dir.path(), data_dir.path(), &env);
+    let mut first = FootfallProcess::spawn(data_dir.path(), data_dir.path(), &env);
     let stop = Arc::new(AtomicBool::new(false));
     let gen = tokio::spawn(load(
         first.base.clone(),
@@ -341,7 +271,7 @@ async fn kill_9_under_load_loses_no_accepted_event() {
     let (accepted, unanswered) = gen.await.unwrap();
     assert!(accepted.len() > 500, "{} accepted", accepted.len());
 
-    let second = Proc::spawn(data_dir.path(), data_dir.path(), &env);
+    let mut second = FootfallProcess::spawn(data_dir.path(), data_dir.path(), &env);
     let db = server_client().with_database(&db_name);
     let l = assert_delivered_exactly_once(&db, &accepted, Duration::from_secs(30)).await;
     // Requests cut off by the kill may or may not have been stored; nothing else may appear.
@@ -378,12 +308,8 @@ async fn damaged_spool_segments_deliver_the_good_records_and_count_the_bad() {
     let (m, _r) = footfall::metrics::Metrics::standalone();
     let (appender, reader) = spool::open(
         SpoolOptions {
-            dir: spool_dir.clone(),
             segment_bytes: 4096,
-            max_bytes: 1 << 30,
-            fsync: FsyncPolicy::Group,
-            group_commit_wait: Duration::ZERO,
-            queue_capacity: 64,
+            ..SpoolOptions::new(spool_dir.clone(), &SpoolConfig::default())
         },
         m,
         Arc::new(SystemClock),
@@ -665,7 +591,7 @@ async fn a_batch_clickhouse_refuses_is_dead_lettered_and_later_ones_delivered() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_any_clickhouse_events_wait_in_the_spool_until_one_is_there() {
     let data_dir = tempfile::tempdir().unwrap();
-    let alone = Proc::spawn(
+    let mut alone = FootfallProcess::spawn(
         data_dir.path(),
         data_dir.path(),
         &[("FOOTFALL_CLICKHOUSE_BINARY", "/nonexistent/clickhouse")],
@@ -706,7 +632,7 @@ async fn without_any_clickhouse_events_wait_in_the_spool_until_one_is_there() {
     assert!(alone.sigterm().success());
 
     let db_name = db_name("alone");
-    let with = Proc::spawn(
+    let mut with = FootfallProcess::spawn(
         data_dir.path(),
         data_dir.path(),
         &[

@@ -197,3 +197,117 @@ impl TestCollector {
 }
 
 pub const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+
+/// A free loopback port (bound and released; good enough on a test machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Resident memory of a process, in bytes (0 when it is gone).
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
+}
+
+/// The `footfall` binary as a user runs it: a clean environment (no PATH, so no managed
+/// ClickHouse unless asked for), generous rate limits, fast batches, plus `env`.
+pub struct FootfallProcess {
+    child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub base: String,
+    stderr: std::path::PathBuf,
+}
+
+impl FootfallProcess {
+    /// Starts it on a free port and waits for its "listening" line; stderr goes to `log_dir`.
+    pub fn spawn(
+        data_dir: &std::path::Path,
+        log_dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Self {
+        use std::io::BufRead;
+        let port = free_port();
+        let stderr = log_dir.join(format!("stderr-{port}.log"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_footfall"));
+        cmd.env_clear()
+            .env("PATH", "/nonexistent")
+            .env("FOOTFALL_DATA_DIR", data_dir)
+            .env("FOOTFALL_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FOOTFALL_RATE_PER_SECOND", "1000000")
+            .env("FOOTFALL_RATE_BURST", "1000000")
+            .env("FOOTFALL_BATCH_PERIOD_MS", "100")
+            .env("FOOTFALL_SHUTDOWN_FLUSH_SECS", "2");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        // Keep draining stdout, so a later line never meets a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let me = Self {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            base: format!("http://127.0.0.1:{port}"),
+            stderr,
+        };
+        assert!(
+            first.starts_with(&format!(
+                "footfall is listening on http://127.0.0.1:{port}/"
+            )),
+            "{first:?}\n{}",
+            me.stderr()
+        );
+        me
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn rss(&self) -> u64 {
+        rss_of(self.pid())
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Stops it as an operator does, and returns how it exited.
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// SIGKILL: no destructor, no flush.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for FootfallProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -14,10 +14,8 @@
 //!   cleanly, and its memory after the corpus stays within 64 MiB of what it was after a warm-up.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_footfall");
+use crate::harness::{rss_of, FootfallProcess};
 
 /// The generator's seed: the corpus is the same on every run.
 const SEED: u64 = 0x_f007_fa11_0bad_c0de;
@@ -60,94 +58,18 @@ const WARM_UP: usize = 1_000;
 // ---------------------------------------------------------------------------------------------
 
 /// The `footfall` binary with no ClickHouse: accepted events go to its spool only.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    base: String,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let stderr = dir.path().join("stderr.log");
-        let mut child = Command::new(BIN)
-            .env_clear()
-            .env("PATH", "/nonexistent")
-            .env("FOOTFALL_DATA_DIR", dir.path().join("data"))
-            .env("FOOTFALL_LISTEN", format!("127.0.0.1:{port}"))
-            .env("FOOTFALL_CLICKHOUSE_BINARY", "/nonexistent/clickhouse")
-            .env("FOOTFALL_RATE_PER_SECOND", "1000000")
-            .env("FOOTFALL_RATE_BURST", "1000000")
+fn start_server() -> (FootfallProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FootfallProcess::spawn(
+        &dir.path().join("data"),
+        dir.path(),
+        &[
+            ("FOOTFALL_CLICKHOUSE_BINARY", "/nonexistent/clickhouse"),
             // Loopback is a trusted proxy, so X-Forwarded-For chains are really walked.
-            .env("FOOTFALL_TRUSTED_PROXIES", "127.0.0.1/32")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().and_then(Result::ok).unwrap_or_default();
-        // Keep draining stdout, so a later line never meets a closed pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        let server = Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            base: format!("http://127.0.0.1:{port}"),
-            stderr,
-            _dir: dir,
-        };
-        assert!(
-            first.starts_with(&format!(
-                "footfall is listening on http://127.0.0.1:{port}/"
-            )),
-            "{first:?}\n{}",
-            server.stderr()
-        );
-        server
-    }
-
-    /// Resident memory of the server process, in bytes.
-    fn rss(&self) -> u64 {
-        rss_of(self.child.id())
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn sigterm(&mut self) -> ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
-        .unwrap_or(0)
+            ("FOOTFALL_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+    );
+    (server, dir)
 }
 
 fn mib(bytes: u64) -> String {
@@ -2709,11 +2631,11 @@ async fn hostile_corpus() {
     );
     assert!(generated >= 10_000, "only {generated} requests");
 
-    let server = tokio::task::spawn_blocking(Server::start).await.unwrap();
+    let (server, _dir) = tokio::task::spawn_blocking(start_server).await.unwrap();
     let addr = server.addr;
     let rss_start = server.rss();
     let sampler = Arc::new(Sampler {
-        pid: server.child.id(),
+        pid: server.pid(),
         phase: Mutex::new("start"),
         peaks: Mutex::new(BTreeMap::new()),
         stop: AtomicBool::new(false),
