@@ -11,6 +11,7 @@ use footfall::enrich::geo::MmdbFile;
 use footfall::enrich::{Enricher, EnricherParts, RequestMeta};
 use footfall::keys::Salts;
 use footfall::metrics::Metrics;
+use footfall::privacy::Groups;
 
 mod common;
 #[path = "../tests/support/mmdb.rs"]
@@ -27,6 +28,7 @@ fn bench(c: &mut Criterion) {
         ua_cache_size: 1024,
         secret: b"bench-secret".to_vec(),
         salts: Arc::new(Salts::open(dir.path(), clock.clone()).unwrap()),
+        scrub_params: footfall::config::PrivacyConfig::default().scrub_params,
         clock,
         metrics,
     });
@@ -44,7 +46,7 @@ fn bench(c: &mut Criterion) {
             accept_language: Some("kk-KZ,kk;q=0.9,ru;q=0.8"),
         },
     };
-    let row = enricher.enrich(&meta, enricher.client_ip(&meta), &validated);
+    let row = enricher.enrich(&meta, enricher.client_ip(&meta), &validated, Groups::all());
     assert_eq!(row.country, "KZ", "the bench must exercise a geo hit");
 
     let mut g = c.benchmark_group("enrich");
@@ -52,13 +54,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("steps_cached_ua", |b| {
         b.iter(|| {
             let ip = enricher.client_ip(black_box(&meta));
-            enricher.analyse(black_box(&meta), ip, black_box(&validated))
+            enricher.analyse(black_box(&meta), ip, black_box(&validated), Groups::all())
         })
     });
     g.bench_function("one_event_cached_ua", |b| {
         b.iter(|| {
             let ip = enricher.client_ip(black_box(&meta));
-            enricher.enrich(black_box(&meta), ip, black_box(&validated))
+            enricher.enrich(black_box(&meta), ip, black_box(&validated), Groups::all())
         })
     });
     g.finish();

@@ -29,6 +29,9 @@ cargo test --release
 echo "== Fuzzing the beacon parser and the bounded gunzip (bounded time; cargo-fuzz on stable)"
 scripts/fuzz.sh "${FOOTFALL_FUZZ_SECONDS:-60}"
 
+echo "== Least-privilege ClickHouse users (18.16 server and 26.x chdb)"
+bash tests/clickhouse_users/check.sh
+
 echo "== Schema and queries on current ClickHouse (chdb-core)"
 python3 tests/chdb/check_schema.py target/release/footfall
 

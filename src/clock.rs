@@ -50,3 +50,17 @@ pub type SharedClock = Arc<dyn Clock>;
 pub fn day_number(ms: i64) -> i64 {
     ms.div_euclid(86_400_000)
 }
+
+/// (year, month, day) of a day number since the Unix epoch (proleptic Gregorian, UTC).
+pub fn civil_date(days: i64) -> (i64, u32, u32) {
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}

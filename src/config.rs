@@ -8,8 +8,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+pub use crate::privacy::{ConsentMode, SignalMode};
+use crate::privacy::{Groups, Policies, SitePolicy};
 
 pub use crate::spool::FsyncPolicy;
 
@@ -34,6 +39,9 @@ pub struct Config {
     pub spool: SpoolConfig,
     pub geoip: GeoIpConfig,
     pub limits: LimitsConfig,
+    pub privacy: PrivacyConfig,
+    pub retention: RetentionConfig,
+    pub admin: AdminConfig,
     /// Log filter in `tracing` syntax. `FOOTFALL_LOG`.
     pub log: String,
 }
@@ -54,6 +62,11 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// `FOOTFALL_CLICKHOUSE_PASSWORD`.
     pub password: String,
+    /// The account for migrations, retention, subject requests and the audit log, when it differs
+    /// from `user` (see `deploy/clickhouse/`). `FOOTFALL_CLICKHOUSE_ADMIN_USER`.
+    pub admin_user: Option<String>,
+    /// `FOOTFALL_CLICKHOUSE_ADMIN_PASSWORD`.
+    pub admin_password: Option<String>,
     /// Rows per INSERT before it is ended. `FOOTFALL_BATCH_MAX_ROWS`.
     pub batch_max_rows: u64,
     /// Uncompressed bytes per INSERT before it is ended. `FOOTFALL_BATCH_MAX_BYTES`.
@@ -114,6 +127,88 @@ pub struct LimitsConfig {
     pub ua_cache_size: usize,
 }
 
+/// Minimisation and consent (see `privacy`), with per-site overrides.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Field groups collected with consent, or when consent is not needed: group names
+    /// (pages, location, city, provider, software, locale, screen, hardware, fingerprint,
+    /// automation, identity) or the presets `statistics` and `all`. `FOOTFALL_COLLECT`.
+    pub collect: Vec<String>,
+    /// Field groups collected before consent, after a refusal, or under an honoured GPC/DNT
+    /// signal. Empty: such events are dropped. `FOOTFALL_BEFORE_CONSENT`.
+    pub before_consent: Vec<String>,
+    /// `optional` (full set unless refused) or `required` (full set only after consent).
+    /// `FOOTFALL_CONSENT`.
+    pub consent: ConsentMode,
+    /// Global Privacy Control (`Sec-GPC: 1` or the beacon flag): `honor` or `ignore`. `FOOTFALL_GPC`.
+    pub gpc: SignalMode,
+    /// Do Not Track (`DNT: 1` or the beacon flag): `honor` or `ignore`. `FOOTFALL_DNT`.
+    pub dnt: SignalMode,
+    /// URL query/fragment parameter names removed before storage (case-insensitive; names
+    /// containing token, password, secret or email always are). `FOOTFALL_SCRUB_PARAMS`.
+    pub scrub_params: Vec<String>,
+    /// How often the block list is re-read from ClickHouse. `FOOTFALL_BLOCKLIST_REFRESH_SECS`.
+    pub blocklist_refresh_secs: u64,
+    /// Per-site overrides (TOML only): `[privacy.sites.shop]` with any of collect, before_consent,
+    /// consent, gpc, dnt.
+    pub sites: BTreeMap<String, SitePrivacyConfig>,
+}
+
+/// A site's own minimisation and consent settings; unset ones follow `[privacy]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SitePrivacyConfig {
+    pub collect: Option<Vec<String>>,
+    pub before_consent: Option<Vec<String>>,
+    pub consent: Option<ConsentMode>,
+    pub gpc: Option<SignalMode>,
+    pub dnt: Option<SignalMode>,
+}
+
+/// How long each table keeps data, in days (0 keeps it forever). Enforced by `serve` every
+/// `interval_secs` and by `footfall retention run`; every run is audited.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// `events`. `FOOTFALL_RETENTION_EVENTS_DAYS`.
+    pub events_days: u32,
+    /// `audit_log`. `FOOTFALL_RETENTION_AUDIT_DAYS`.
+    pub audit_days: u32,
+    /// Seconds between runs in `serve`; 0 disables the automatic runs.
+    /// `FOOTFALL_RETENTION_INTERVAL_SECS`.
+    pub interval_secs: u64,
+}
+
+/// Access to the admin and stats APIs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// API tokens, stored as SHA-256 hashes (`footfall token new` prints one).
+    pub tokens: Vec<TokenConfig>,
+    /// A token with every scope, named `bootstrap`, from the environment only.
+    /// `FOOTFALL_ADMIN_TOKEN`.
+    #[serde(skip)]
+    pub bootstrap_token: Option<String>,
+    /// Failed authentications allowed per client address per minute; beyond it the address gets
+    /// 429 on every admin route for a minute. `FOOTFALL_AUTH_FAILURES_PER_MINUTE`.
+    pub failures_per_minute: u32,
+    /// Failed authentications within 5 minutes (from anywhere) that raise the
+    /// `footfall_unauthorised_access_alert` metric to 1. `FOOTFALL_AUTH_ALERT_THRESHOLD`.
+    pub alert_threshold: u32,
+}
+
+/// One API token: who it is (for the audit log), its hash, what it may do.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+    /// Any of `stats` (dashboards), `subjects` (data-subject requests), `admin` (everything).
+    pub scopes: Vec<String>,
+}
+
 /// One site and one of its allowed origins. Several entries may share an id.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +233,9 @@ impl Default for Config {
             spool: SpoolConfig::default(),
             geoip: GeoIpConfig::default(),
             limits: LimitsConfig::default(),
+            privacy: PrivacyConfig::default(),
+            retention: RetentionConfig::default(),
+            admin: AdminConfig::default(),
             log: "info".into(),
         }
     }
@@ -151,6 +249,8 @@ impl Default for ClickHouseConfig {
             database: "footfall".into(),
             user: "default".into(),
             password: String::new(),
+            admin_user: None,
+            admin_password: None,
             batch_max_rows: 50_000,
             batch_max_bytes: 16 * 1024 * 1024,
             batch_period_ms: 1_000,
@@ -169,6 +269,79 @@ impl Default for SpoolConfig {
             group_commit_wait_us: 0,
             queue_capacity: 65_536,
         }
+    }
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        Self {
+            collect: strings(&crate::privacy::DEFAULT_COLLECT),
+            before_consent: strings(&crate::privacy::DEFAULT_BEFORE_CONSENT),
+            consent: ConsentMode::Optional,
+            gpc: SignalMode::Honor,
+            dnt: SignalMode::Honor,
+            scrub_params: strings(&crate::privacy::scrub::DEFAULT_SCRUB_PARAMS),
+            blocklist_refresh_secs: 10,
+            sites: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            events_days: 395,
+            audit_days: 1825,
+            interval_secs: 3600,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            bootstrap_token: None,
+            failures_per_minute: 10,
+            alert_threshold: 20,
+        }
+    }
+}
+
+impl PrivacyConfig {
+    /// The decided policy of every configured site (and the default).
+    pub fn policies(&self) -> Result<Policies, String> {
+        let base = SitePolicy {
+            collect: Groups::parse(&self.collect).map_err(|e| format!("privacy.collect: {e}"))?,
+            before_consent: Groups::parse(&self.before_consent)
+                .map_err(|e| format!("privacy.before_consent: {e}"))?,
+            consent: self.consent,
+            gpc: self.gpc,
+            dnt: self.dnt,
+        };
+        let mut sites = BTreeMap::new();
+        for (id, s) in &self.sites {
+            let groups = |v: &Option<Vec<String>>, default: Groups, what: &str| match v {
+                Some(v) => Groups::parse(v).map_err(|e| format!("privacy.sites.{id}.{what}: {e}")),
+                None => Ok(default),
+            };
+            sites.insert(
+                id.clone(),
+                SitePolicy {
+                    collect: groups(&s.collect, base.collect, "collect")?,
+                    before_consent: groups(
+                        &s.before_consent,
+                        base.before_consent,
+                        "before_consent",
+                    )?,
+                    consent: s.consent.unwrap_or(base.consent),
+                    gpc: s.gpc.unwrap_or(base.gpc),
+                    dnt: s.dnt.unwrap_or(base.dnt),
+                },
+            );
+        }
+        Ok(Policies::new(base, sites))
     }
 }
 
@@ -264,6 +437,51 @@ impl Config {
         if let Some(v) = env.get("FOOTFALL_CLICKHOUSE_PASSWORD") {
             self.clickhouse.password = v.clone();
         }
+        if let Some(v) = get("FOOTFALL_CLICKHOUSE_ADMIN_USER") {
+            self.clickhouse.admin_user = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = env.get("FOOTFALL_CLICKHOUSE_ADMIN_PASSWORD") {
+            self.clickhouse.admin_password = Some(v.clone());
+        }
+        if let Some(v) = get("FOOTFALL_COLLECT") {
+            self.privacy.collect = split_list(&v).map(str::to_owned).collect();
+        }
+        if let Some(v) = get("FOOTFALL_BEFORE_CONSENT") {
+            self.privacy.before_consent = split_list(&v).map(str::to_owned).collect();
+        }
+        if let Some(v) = get("FOOTFALL_CONSENT") {
+            self.privacy.consent = parse_env("FOOTFALL_CONSENT", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_GPC") {
+            self.privacy.gpc = parse_env("FOOTFALL_GPC", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_DNT") {
+            self.privacy.dnt = parse_env("FOOTFALL_DNT", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_SCRUB_PARAMS") {
+            self.privacy.scrub_params = split_list(&v).map(str::to_owned).collect();
+        }
+        if let Some(v) = get("FOOTFALL_BLOCKLIST_REFRESH_SECS") {
+            self.privacy.blocklist_refresh_secs = parse_env("FOOTFALL_BLOCKLIST_REFRESH_SECS", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_RETENTION_EVENTS_DAYS") {
+            self.retention.events_days = parse_env("FOOTFALL_RETENTION_EVENTS_DAYS", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_RETENTION_AUDIT_DAYS") {
+            self.retention.audit_days = parse_env("FOOTFALL_RETENTION_AUDIT_DAYS", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_RETENTION_INTERVAL_SECS") {
+            self.retention.interval_secs = parse_env("FOOTFALL_RETENTION_INTERVAL_SECS", &v)?;
+        }
+        if let Some(v) = env.get("FOOTFALL_ADMIN_TOKEN") {
+            self.admin.bootstrap_token = (!v.trim().is_empty()).then(|| v.trim().to_owned());
+        }
+        if let Some(v) = get("FOOTFALL_AUTH_FAILURES_PER_MINUTE") {
+            self.admin.failures_per_minute = parse_env("FOOTFALL_AUTH_FAILURES_PER_MINUTE", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_AUTH_ALERT_THRESHOLD") {
+            self.admin.alert_threshold = parse_env("FOOTFALL_AUTH_ALERT_THRESHOLD", &v)?;
+        }
         if let Some(v) = get("FOOTFALL_BATCH_MAX_ROWS") {
             self.clickhouse.batch_max_rows = parse_env("FOOTFALL_BATCH_MAX_ROWS", &v)?;
         }
@@ -349,6 +567,16 @@ impl Config {
         }
         if self.spool.queue_capacity == 0 || self.clickhouse.batch_max_rows == 0 {
             return invalid("queue_capacity and batch_max_rows must be at least 1".into());
+        }
+        self.privacy.policies().map_err(ConfigError::Invalid)?;
+        for id in self.privacy.sites.keys() {
+            if !self.sites.iter().any(|s| s.id == *id) {
+                return invalid(format!("privacy.sites.{id}: no such site in `sites`"));
+            }
+        }
+        crate::auth::Tokens::from_config(&self.admin).map_err(ConfigError::Invalid)?;
+        if self.admin.failures_per_minute == 0 {
+            return invalid("admin.failures_per_minute must be at least 1".into());
         }
         if self.limits.max_decompressed_bytes < self.limits.max_body_bytes {
             return invalid("max_decompressed_bytes must be at least max_body_bytes".into());

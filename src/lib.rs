@@ -5,6 +5,9 @@
 //! -> [`spool`] (durable, on disk before the 202) -> [`writer`] (batches into ClickHouse)
 //! -> `schema/*.sql`.
 
+pub mod admin;
+pub mod audit;
+pub mod auth;
 pub mod beacon;
 pub mod clock;
 pub mod config;
@@ -14,8 +17,11 @@ pub mod http;
 pub mod keys;
 pub mod managed;
 pub mod metrics;
+pub mod privacy;
+pub mod retention;
 pub mod row;
 pub mod schema;
 pub mod serve;
 pub mod spool;
+pub mod subjects;
 pub mod writer;

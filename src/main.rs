@@ -1,4 +1,5 @@
-//! The `footfall` command line: `serve` (the default), `migrate`, and `schema`.
+//! The `footfall` command line: `serve` (the default), `migrate`, `schema`, and the operator's
+//! commands for data-subject requests, retention, the audit log and API tokens.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -6,8 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use footfall::admin::{Admin, SubjectRequest};
 use footfall::clock::SystemClock;
 use footfall::config::Config;
+use footfall::privacy::blocklist::IdKind;
 use footfall::schema::{self, ServerVersion};
 use footfall::serve;
 
@@ -42,6 +45,144 @@ enum Cmd {
         #[arg(long)]
         server_version: String,
     },
+    /// Data-subject requests: export, delete, block, unblock or correct what is held for one
+    /// identifier (every action is audit-logged as `cli:<user>`).
+    Subject {
+        #[command(subcommand)]
+        action: SubjectCmd,
+    },
+    /// Apply the retention periods now (serve also does this every retention.interval_secs).
+    Retention {
+        #[command(subcommand)]
+        action: RetentionCmd,
+    },
+    /// Read and check the audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCmd,
+    },
+    /// API tokens for the admin and stats APIs.
+    Token {
+        #[command(subcommand)]
+        action: TokenCmd,
+    },
+}
+
+/// Which subject: a site and exactly one identifier.
+#[derive(clap::Args)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("identifier").required(true).multiple(false)))]
+struct SubjectArgs {
+    /// The site id.
+    #[arg(long)]
+    site: String,
+    /// The user id as the site assigned it (footfall stores only its keyed hash).
+    #[arg(long, group = "identifier")]
+    user_id: Option<String>,
+    /// The tracker's client id from the browser's storage (`localStorage.ff_id`).
+    #[arg(long, group = "identifier")]
+    client_id: Option<String>,
+    /// The cookieless visitor id (32 hex digits, as in exports and dashboards).
+    #[arg(long, group = "identifier")]
+    visitor_id: Option<String>,
+    /// The fingerprint id (32 hex digits).
+    #[arg(long, group = "identifier")]
+    fingerprint_id: Option<String>,
+    /// The tracker's session id (`sessionStorage.ff_s`).
+    #[arg(long, group = "identifier")]
+    session_id: Option<String>,
+}
+
+impl SubjectArgs {
+    fn request(&self) -> SubjectRequest {
+        let (kind, id) = [
+            (IdKind::UserId, &self.user_id),
+            (IdKind::ClientId, &self.client_id),
+            (IdKind::VisitorId, &self.visitor_id),
+            (IdKind::FingerprintId, &self.fingerprint_id),
+            (IdKind::SessionId, &self.session_id),
+        ]
+        .into_iter()
+        .find_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .unwrap_or((IdKind::UserId, String::new()));
+        SubjectRequest {
+            site: self.site.clone(),
+            kind,
+            id,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum SubjectCmd {
+    /// Print everything held for the subject (JSON with sources and retention, or CSV rows).
+    Export {
+        #[command(flatten)]
+        who: SubjectArgs,
+        /// json or csv
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Delete the subject's rows from every table and confirm by counting again.
+    Delete {
+        #[command(flatten)]
+        who: SubjectArgs,
+    },
+    /// Drop the subject's events at ingest from now on (all instances, within the refresh interval).
+    Block {
+        #[command(flatten)]
+        who: SubjectArgs,
+    },
+    /// Undo a block.
+    Unblock {
+        #[command(flatten)]
+        who: SubjectArgs,
+    },
+    /// Re-assign a wrong user id (only user ids are assigned, so only they can be corrected).
+    Correct {
+        #[command(flatten)]
+        who: SubjectArgs,
+        /// The right user id; an empty string removes the user id from the rows.
+        #[arg(long)]
+        to_user_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCmd {
+    /// Drop expired months and delete expired rows now.
+    Run,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// The newest records, newest first (reading is itself audited).
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Check every record's HMAC: exits non-zero if any record was changed outside footfall.
+    Verify,
+    /// Move records kept in the local audit file (written while ClickHouse was down) into ClickHouse.
+    Flush,
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Make a new random token and print it with the configuration lines that hold its hash.
+    New {
+        /// Who holds it (recorded in the audit log).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: stats, subjects, admin.
+        #[arg(long, default_value = "stats")]
+        scopes: String,
+    },
+    /// Print the SHA-256 of a token given on stdin (to put an existing token in the configuration).
+    Hash,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +219,17 @@ fn main() -> ExitCode {
             Cmd::Serve => run_serve(config, &env).await,
             Cmd::Migrate => run_migrate(config, &env).await,
             Cmd::Schema { server_version } => print_schema(&server_version),
+            Cmd::Subject { action } => run_subject(config, &env, action).await,
+            Cmd::Retention {
+                action: RetentionCmd::Run,
+            } => {
+                let (admin, _managed) = operator(&config, &env)?;
+                let reports = admin.retention_run(&actor(&env)).await?;
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+                Ok(())
+            }
+            Cmd::Audit { action } => run_audit(config, &env, action).await,
+            Cmd::Token { action } => run_token(action),
         }
     });
     match result {
@@ -128,9 +280,165 @@ async fn wait_for_signal() {
     }
 }
 
+/// Who runs an operator command, for the audit log.
+fn actor(env: &HashMap<String, String>) -> String {
+    let user = env
+        .get("SUDO_USER")
+        .or_else(|| env.get("USER"))
+        .or_else(|| env.get("LOGNAME"))
+        .map(String::as_str)
+        .unwrap_or("unknown");
+    format!("cli:{user}")
+}
+
+/// The operator side for a command: ClickHouse (configured, a running serve's managed server, or
+/// a managed one started for the command) and the data directory's keys and block list.
+fn operator(
+    config: &Config,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<(Admin, Option<footfall::managed::ManagedClickHouse>)> {
+    let secret = footfall::keys::load_or_create_secret(config.secret.as_deref(), &config.data_dir)?;
+    let (url, managed) = serve::clickhouse_url(config, env)?;
+    let city = footfall::enrich::geo::MmdbFile::open(config.geoip.city.as_deref())?;
+    let asn = footfall::enrich::geo::MmdbFile::open(config.geoip.asn.as_deref())?;
+    let admin = serve::admin(
+        config,
+        Some(&url),
+        &secret,
+        (city.describe(), asn.describe()),
+        Arc::new(SystemClock),
+    )?;
+    Ok((admin, managed))
+}
+
+async fn run_subject(
+    config: Config,
+    env: &HashMap<String, String>,
+    action: SubjectCmd,
+) -> anyhow::Result<()> {
+    let (admin, _managed) = operator(&config, env)?;
+    let me = actor(env);
+    let report = match action {
+        SubjectCmd::Export {
+            who,
+            format,
+            output,
+        } => {
+            let csv = match format.as_str() {
+                "json" => false,
+                "csv" => true,
+                other => anyhow::bail!("--format must be json or csv, not {other:?}"),
+            };
+            let (bytes, row) = admin.export(&me, &who.request(), csv).await?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, &bytes)?;
+                    eprintln!(
+                        "written to {} (audit record {})",
+                        path.display(),
+                        row.audit_id
+                    );
+                }
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&bytes)?;
+                    println!();
+                }
+            }
+            return Ok(());
+        }
+        SubjectCmd::Delete { who } => admin.delete(&me, &who.request()).await?,
+        SubjectCmd::Block { who } => admin.set_blocked(&me, &who.request(), true).await?,
+        SubjectCmd::Unblock { who } => admin.set_blocked(&me, &who.request(), false).await?,
+        SubjectCmd::Correct { who, to_user_id } => {
+            admin.correct(&me, &who.request(), &to_user_id).await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn run_audit(
+    config: Config,
+    env: &HashMap<String, String>,
+    action: AuditCmd,
+) -> anyhow::Result<()> {
+    let (admin, _managed) = operator(&config, env)?;
+    match action {
+        AuditCmd::List { limit } => {
+            for row in admin.audit_list(&actor(env), limit).await? {
+                println!("{}", serde_json::to_string(&row)?);
+            }
+        }
+        AuditCmd::Verify => {
+            admin
+                .audit
+                .flush_pending()
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let rows = admin.audit.all().await?;
+            let bad: Vec<_> = rows.iter().filter(|r| !admin.audit.verify(r)).collect();
+            for r in &bad {
+                println!(
+                    "CHANGED {} at {} ({} by {})",
+                    r.audit_id, r.at, r.action, r.actor
+                );
+            }
+            println!(
+                "{} records, {} intact, {} changed",
+                rows.len(),
+                rows.len() - bad.len(),
+                bad.len()
+            );
+            if !bad.is_empty() {
+                anyhow::bail!("{} audit records were changed outside footfall", bad.len());
+            }
+        }
+        AuditCmd::Flush => {
+            let n = admin
+                .audit
+                .flush_pending()
+                .await
+                .map_err(anyhow::Error::msg)?;
+            println!("{n} records moved into ClickHouse");
+        }
+    }
+    Ok(())
+}
+
+fn run_token(action: TokenCmd) -> anyhow::Result<()> {
+    match action {
+        TokenCmd::New { name, scopes } => {
+            let scopes: Vec<&str> = scopes
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            for s in &scopes {
+                if footfall::auth::Scope::parse(s).is_none() {
+                    anyhow::bail!("unknown scope {s:?} (stats, subjects, admin)");
+                }
+            }
+            let token = footfall::auth::new_token();
+            println!("token (give it to {name}; it is not stored anywhere): {token}");
+            println!();
+            println!("[[admin.tokens]]");
+            println!("name = {name:?}");
+            println!("sha256 = {:?}", footfall::auth::token_hash(&token));
+            println!("scopes = {scopes:?}");
+        }
+        TokenCmd::Hash => {
+            let mut token = String::new();
+            std::io::stdin().read_line(&mut token)?;
+            println!("{}", footfall::auth::token_hash(token.trim()));
+        }
+    }
+    Ok(())
+}
+
 async fn run_migrate(config: Config, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let (url, managed) = serve::clickhouse_url(&config, env)?;
-    let client = serve::server_client(&config, &url);
+    let client = serve::admin_server_client(&config, &url);
     let report = schema::migrate(&client, &config.clickhouse.database).await?;
     print!("{report}");
     drop(managed);

@@ -134,6 +134,9 @@ pub struct ManagedClickHouse {
     pub dir: PathBuf,
 }
 
+/// Where a managed server's URL is published while it runs.
+const URL_FILE: &str = "url";
+
 fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -162,8 +165,19 @@ impl ManagedClickHouse {
             dir: dir.clone(),
         };
         me.spawn(binary)?;
+        // Other footfall commands on the same data directory (`footfall subject ...` while
+        // `serve` runs) find the server here instead of starting a second one.
+        std::fs::write(dir.join(URL_FILE), &me.url).map_err(io(&dir.join(URL_FILE)))?;
         tracing::info!(url = %me.url, dir = %dir.display(), "started a managed ClickHouse");
         Ok(me)
+    }
+
+    /// The URL of a managed server another footfall process runs in `dir`, if it answers.
+    pub fn running_in(dir: &Path) -> Option<String> {
+        let url = std::fs::read_to_string(dir.join(URL_FILE)).ok()?;
+        let url = url.trim().to_owned();
+        let addr = url.strip_prefix("http://")?;
+        ping(addr).then_some(url)
     }
 
     /// Starts the server again after [`stop`](Self::stop), on the same ports and data.
@@ -223,6 +237,7 @@ impl ManagedClickHouse {
         let Some(mut child) = self.child.take() else {
             return;
         };
+        let _ = std::fs::remove_file(self.dir.join(URL_FILE));
         // SIGTERM lets ClickHouse shut down cleanly; std only offers SIGKILL.
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])

@@ -72,6 +72,9 @@ pub struct Metrics {
     pub spool_pending_bytes: Gauge,
     pub spool_disk_bytes: Gauge,
     pub spool_oldest_pending_seconds: Gauge<f64, AtomicU64>,
+    pub auth_failures: Family<ReasonLabel, Counter>,
+    pub unauthorised_access_alert: Gauge,
+    pub blocklist_size: Gauge,
     step_seconds: Family<StepLabel, Histogram>,
     steps: [Histogram; Step::COUNT],
 }
@@ -114,9 +117,15 @@ impl Metrics {
             spool_pending_bytes: Gauge::default(),
             spool_disk_bytes: Gauge::default(),
             spool_oldest_pending_seconds: Gauge::default(),
+            auth_failures: Family::default(),
+            unauthorised_access_alert: Gauge::default(),
+            blocklist_size: Gauge::default(),
             step_seconds,
             steps,
         };
+        for reason in ["missing", "invalid", "forbidden", "locked_out"] {
+            drop(m.auth_failures.get_or_create(&ReasonLabel { reason }));
+        }
         // Zero-valued series exist from the start, so alerts and dashboards see them before the first event.
         for reason in crate::enrich::DropReason::ALL {
             drop(m.events_dropped.get_or_create(&ReasonLabel {
@@ -181,6 +190,21 @@ impl Metrics {
             "footfall_batch_rows",
             "Rows per acknowledged INSERT",
             m.batch_rows.clone(),
+        );
+        r.register(
+            "footfall_admin_auth_failures",
+            "Refused requests to the admin and stats APIs, by reason",
+            m.auth_failures.clone(),
+        );
+        r.register(
+            "footfall_unauthorised_access_alert",
+            "1 while failed admin authentications in the last 5 minutes reach admin.alert_threshold",
+            m.unauthorised_access_alert.clone(),
+        );
+        r.register(
+            "footfall_blocklist_size",
+            "Identifiers on the subject block list",
+            m.blocklist_size.clone(),
         );
         r.register(
             "footfall_spool_appended",

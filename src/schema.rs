@@ -14,11 +14,18 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "events",
-    sql: include_str!("../schema/001_events.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events",
+        sql: include_str!("../schema/001_events.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "privacy",
+        sql: include_str!("../schema/002_privacy.sql"),
+    },
+];
 
 /// Where applied migrations are recorded (created by `migrate` before the first migration).
 pub const SCHEMA_MIGRATIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \

@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admin::{Admin, AdminParts};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::enrich::geo::MmdbFile;
@@ -27,6 +28,7 @@ use crate::http::{self, origin::Sites, AppState};
 use crate::keys::{self, Salts};
 use crate::managed::{Binary, ManagedClickHouse, ManagedError};
 use crate::metrics::Metrics;
+use crate::privacy::blocklist::BlockList;
 use crate::schema;
 use crate::spool::{self, Appender, SpoolOptions};
 use crate::writer::{self, DeliveryState, Destination, WriterConfig};
@@ -43,6 +45,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     writer: Option<JoinHandle<()>>,
     janitor: JoinHandle<()>,
+    housekeeping: JoinHandle<()>,
     managed: Option<ManagedClickHouse>,
 }
 
@@ -57,6 +60,51 @@ pub fn server_client(config: &Config, url: &str) -> Client {
     client
 }
 
+/// The client for footfall's own database with the admin account (migrations, retention,
+/// subject requests, audit log), which is the ingest account unless one is configured.
+pub fn admin_client(config: &Config, url: &str) -> Client {
+    admin_server_client(config, url)
+        .with_database(&config.clickhouse.database)
+        // Admin rows are few; 18.16 cannot validate, and current servers do not need to.
+        .with_validation(false)
+}
+
+/// The admin account without a database (for migrations, which may create it).
+pub fn admin_server_client(config: &Config, url: &str) -> Client {
+    let c = &config.clickhouse;
+    let mut client = Client::default()
+        .with_url(url)
+        .with_user(c.admin_user.as_deref().unwrap_or(&c.user));
+    let password = match &c.admin_user {
+        Some(_) => c.admin_password.as_deref().unwrap_or(""),
+        None => &c.password,
+    };
+    if !password.is_empty() {
+        client = client.with_password(password);
+    }
+    client
+}
+
+/// The operator side: audit log, block list, subject requests, retention.
+pub fn admin(
+    config: &Config,
+    url: Option<&str>,
+    secret: &[u8],
+    geo_databases: (String, String),
+    clock: SharedClock,
+) -> anyhow::Result<Admin> {
+    let blocks = Arc::new(BlockList::load(&config.data_dir.join("blocks.json")));
+    Admin::new(AdminParts {
+        db: url.map(|u| admin_client(config, u)),
+        config: config.clone(),
+        secret: secret.to_vec(),
+        blocks,
+        geo_databases,
+        clock,
+    })
+    .map_err(anyhow::Error::msg)
+}
+
 /// The configured server, or a managed one started under the data directory.
 pub fn clickhouse_url(
     config: &Config,
@@ -64,6 +112,9 @@ pub fn clickhouse_url(
 ) -> anyhow::Result<(String, Option<ManagedClickHouse>)> {
     if let Some(url) = &config.clickhouse.url {
         return Ok((url.clone(), None));
+    }
+    if let Some(url) = ManagedClickHouse::running_in(&config.data_dir.join("clickhouse")) {
+        return Ok((url, None));
     }
     let binary = match &config.clickhouse.binary {
         Some(path) => Binary::at(path),
@@ -116,11 +167,20 @@ pub async fn start(
         city,
         provider,
         ua_cache_size: config.limits.ua_cache_size,
-        secret,
+        secret: secret.clone(),
         salts,
+        scrub_params: config.privacy.scrub_params.clone(),
         clock: clock.clone(),
         metrics: metrics.clone(),
     });
+    let admin = Arc::new(admin(
+        &config,
+        url.as_deref(),
+        &secret,
+        enricher.geo_databases(),
+        clock.clone(),
+    )?);
+    let blocks = admin.blocks.clone();
 
     let spool_dir = config.data_dir.join("spool");
     let (appender, reader) = spool::open(
@@ -135,7 +195,19 @@ pub async fn start(
     let delivery = Arc::new(DeliveryState::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = url.as_deref().map(|url| server_client(&config, url));
-    if let (Some(server), true) = (&server, config.clickhouse.migrate_on_start) {
+    // Migrations need DDL: with a separate admin account, it applies them (the ingest account
+    // may only insert), and the writer does not try.
+    let separate_admin = config.clickhouse.admin_user.is_some();
+    let migrator = url.as_deref().map(|url| {
+        let mut c = admin_client(&config, url);
+        c = c.with_database("default");
+        if separate_admin {
+            c
+        } else {
+            server_client(&config, url)
+        }
+    });
+    if let (Some(server), true) = (&migrator, config.clickhouse.migrate_on_start) {
         // When ClickHouse is already up, the schema is in place before the first request; when it
         // is not, the writer applies it once ClickHouse answers.
         let database = &config.clickhouse.database;
@@ -159,7 +231,7 @@ pub async fn start(
             Destination::Server {
                 server,
                 database: config.clickhouse.database.clone(),
-                migrate: config.clickhouse.migrate_on_start,
+                migrate: config.clickhouse.migrate_on_start && !separate_admin,
             },
             reader,
             WriterConfig {
@@ -190,6 +262,10 @@ pub async fn start(
         readiness: Readiness::new(readiness_db, spool_stats, delivery),
         clock: clock.clone(),
         assets: http::assets::Assets::default(),
+        policies: config.privacy.policies().map_err(anyhow::Error::msg)?,
+        blocks,
+        admin: http::admin::AdminState::new(admin.clone(), &config.admin, &secret)
+            .map_err(anyhow::Error::msg)?,
     });
     let janitor_state = state.clone().into_inner();
     let server_state = state.clone();
@@ -226,6 +302,14 @@ pub async fn start(
         }
     });
 
+    let housekeeping = tokio::spawn(housekeeping(
+        admin,
+        migrator.filter(|_| separate_admin && config.clickhouse.migrate_on_start),
+        config.clickhouse.database.clone(),
+        Duration::from_secs(config.privacy.blocklist_refresh_secs.max(1)),
+        Duration::from_secs(config.retention.interval_secs),
+    ));
+
     tracing::info!(%addr, "footfall is listening");
     Ok(Running {
         addr,
@@ -237,8 +321,63 @@ pub async fn start(
         shutdown,
         writer,
         janitor,
+        housekeeping,
         managed,
     })
+}
+
+/// The operator side's background work: applying migrations with the admin account when
+/// ClickHouse first answers, refreshing the block list, moving audit records from the local file
+/// into ClickHouse, and retention runs.
+async fn housekeeping(
+    admin: Arc<Admin>,
+    mut migrator: Option<Client>,
+    database: String,
+    refresh: Duration,
+    retention_every: Duration,
+) {
+    let mut tick = tokio::time::interval(refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first retention run comes one refresh after start (the schema is in place by then).
+    let mut next_retention = tokio::time::Instant::now() + refresh;
+    loop {
+        tick.tick().await;
+        if let Some(server) = &migrator {
+            match schema::migrate(server, &database).await {
+                Ok(report) => {
+                    for m in &report.applied {
+                        tracing::info!(migration = %m, "applied schema migration");
+                    }
+                    migrator = None;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "migrations not applied yet");
+                    continue;
+                }
+            }
+        }
+        if let Err(e) = admin.refresh_blocks().await {
+            tracing::debug!(error = %e, "block list not refreshed; keeping the last one");
+        }
+        if let Err(e) = admin.audit.flush_pending().await {
+            tracing::debug!(error = %e, "local audit records not moved to ClickHouse yet");
+        }
+        if !retention_every.is_zero() && tokio::time::Instant::now() >= next_retention {
+            match admin.retention_run("footfall").await {
+                Ok(r) => {
+                    next_retention = tokio::time::Instant::now() + retention_every;
+                    let removed: u64 = r.iter().map(|t| t.rows_removed).sum();
+                    tracing::info!(rows_removed = removed, "retention run");
+                }
+                Err(e) => {
+                    // Retried sooner than the interval, but not every tick: each run is audited.
+                    next_retention =
+                        tokio::time::Instant::now() + retention_every.min(Duration::from_secs(300));
+                    tracing::warn!(error = %e, "retention run failed; will retry");
+                }
+            }
+        }
+    }
 }
 
 impl Running {
@@ -249,6 +388,8 @@ impl Running {
         let served = self.server.await;
         self.janitor.abort();
         let _ = self.janitor.await;
+        self.housekeeping.abort();
+        let _ = self.housekeeping.await;
         let spool = self.spool.clone();
         tokio::task::spawn_blocking(move || spool.close()).await?;
         let _ = self.shutdown.send(true);

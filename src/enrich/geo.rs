@@ -127,6 +127,18 @@ impl MmdbFile {
         }
     }
 
+    /// `GeoLite2-City (built 2026-11-20)`, or empty when no database is loaded.
+    pub fn describe(&self) -> String {
+        match &self.reader {
+            Some(r) => {
+                let days = r.metadata().build_epoch as i64 / 86_400;
+                let (y, m, d) = crate::clock::civil_date(days);
+                format!("{} (built {y:04}-{m:02}-{d:02})", self.database_type)
+            }
+            None => String::new(),
+        }
+    }
+
     pub fn is_loaded(&self) -> bool {
         self.reader.is_some()
     }

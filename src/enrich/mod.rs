@@ -22,6 +22,9 @@ use crate::beacon::{Consent, PropValue, Validated};
 use crate::clock::SharedClock;
 use crate::keys::Salts;
 use crate::metrics::{Metrics, StepName};
+use crate::privacy::ids::{IdHasher, Purpose};
+use crate::privacy::scrub::Scrubber;
+use crate::privacy::{Group, Groups};
 use crate::row::EventRow;
 
 use agent::AgentParser;
@@ -82,14 +85,24 @@ thread_local! {
 pub enum DropReason {
     /// A browser prefetch or prerender, not a visit (`Sec-Purpose`/`Purpose: prefetch`).
     Prefetch,
+    /// The site collects nothing without consent, and there was none (or GPC/DNT refused it).
+    NoConsent,
+    /// One of the event's identifiers is on the subject block list.
+    Blocked,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 1] = [DropReason::Prefetch];
+    pub const ALL: [DropReason; 3] = [
+        DropReason::Prefetch,
+        DropReason::NoConsent,
+        DropReason::Blocked,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::Prefetch => "prefetch",
+            DropReason::NoConsent => "no_consent",
+            DropReason::Blocked => "blocked",
         }
     }
 }
@@ -107,6 +120,10 @@ pub struct RequestMeta<'a> {
 /// Everything enrichment needs, built once at start.
 pub struct Enricher {
     trusted_proxies: Vec<IpNet>,
+    ids: IdHasher,
+    scrub: Scrubber,
+    /// Descriptions of the GeoIP databases, for subject exports.
+    geo_databases: (String, String),
     geo: Geo,
     agents: AgentParser,
     fingerprints: FingerprintHasher,
@@ -133,14 +150,20 @@ pub struct EnricherParts {
     pub ua_cache_size: usize,
     pub secret: Vec<u8>,
     pub salts: Arc<Salts>,
+    /// URL parameter names removed before storage (see `privacy::scrub`).
+    pub scrub_params: Vec<String>,
     pub clock: SharedClock,
     pub metrics: Metrics,
 }
 
 impl Enricher {
     pub fn new(p: EnricherParts) -> Self {
+        let geo_databases = (p.city.describe(), p.provider.describe());
         Self {
             trusted_proxies: p.trusted_proxies,
+            ids: IdHasher::new(&p.secret),
+            scrub: Scrubber::new(&p.scrub_params),
+            geo_databases,
             geo: Geo::new(p.city, p.provider, 65_536),
             agents: AgentParser::new(p.ua_cache_size),
             fingerprints: FingerprintHasher::new(&p.secret),
@@ -173,6 +196,16 @@ impl Enricher {
         out
     }
 
+    /// The proxies whose forwarding headers are believed.
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.trusted_proxies
+    }
+
+    /// What the GeoIP databases are (city/country, ASN/ISP), for subject exports.
+    pub fn geo_databases(&self) -> (String, String) {
+        self.geo_databases.clone()
+    }
+
     /// Step 1: the client address (the rate limiter runs on it before the rest).
     pub fn client_ip(&self, meta: &RequestMeta<'_>) -> IpAddr {
         self.timed(Step::ClientIp, || {
@@ -185,20 +218,36 @@ impl Enricher {
         })
     }
 
-    /// Steps 2..: the finished row for a validated beacon from `ip`.
-    pub fn enrich(&self, meta: &RequestMeta<'_>, ip: IpAddr, v: &Validated<'_>) -> EventRow {
-        let e = self.analyse(meta, ip, v);
+    /// Steps 2..: the finished row for a validated beacon from `ip`. Work for groups outside
+    /// `groups` is skipped where it is costly (the fingerprint); the caller clears the rest.
+    pub fn enrich(
+        &self,
+        meta: &RequestMeta<'_>,
+        ip: IpAddr,
+        v: &Validated<'_>,
+        groups: Groups,
+    ) -> EventRow {
+        let e = self.analyse(meta, ip, v, groups);
         self.timed(Step::Row, || self.row(meta, v, e))
     }
 
     /// The enrichment steps proper (geo and provider, user agent, both hashes, consistency flags),
     /// without building the owned row. Allocation-free on cache hits.
-    pub fn analyse(&self, meta: &RequestMeta<'_>, ip: IpAddr, v: &Validated<'_>) -> Enriched {
+    pub fn analyse(
+        &self,
+        meta: &RequestMeta<'_>,
+        ip: IpAddr,
+        v: &Validated<'_>,
+        groups: Groups,
+    ) -> Enriched {
         let b = &v.beacon;
         let place = self.timed(Step::Geo, || self.geo.place(ip));
         let agent = self.timed(Step::Agent, || self.agents.parse(meta.user_agent));
         let fingerprint = self.timed(Step::Fingerprint, || {
-            b.device.as_ref().map(|d| self.fingerprints.fingerprint(d))
+            b.device
+                .as_ref()
+                .filter(|_| groups.contains(Group::Fingerprint))
+                .map(|d| self.fingerprints.fingerprint(d))
         });
         let visitor_id = self.timed(Step::Visitor, || {
             self.visitors.visitor_id(&b.site, ip, meta.user_agent)
@@ -233,11 +282,14 @@ impl Enricher {
             (now_ms / 1000) as u64,
             ((now_ms % 1000) * 1_000_000) as u32,
         ));
-        let page = urls::split(&b.url);
+        // Personal data in URLs (emails, phone numbers, tokens) is removed before anything is split.
+        let (url, referrer_url) = (self.scrub.url(&b.url), self.scrub.url(&b.referrer));
+        let (prev_url, target_url) = (self.scrub.url(&b.prev), self.scrub.url(&b.target));
+        let page = urls::split(&url);
         let utm = urls::utm(page.query);
-        let referrer = urls::split(&b.referrer);
-        let prev = urls::split(&b.prev);
-        let target = urls::split(&b.target);
+        let referrer = urls::split(&referrer_url);
+        let prev = urls::split(&prev_url);
+        let target = urls::split(&target_url);
         let mut row = EventRow {
             event_id,
             site: b.site.to_string(),
@@ -249,7 +301,7 @@ impl Enricher {
             url: page.clean.to_string(),
             host: page.host.to_string(),
             path: page.path.to_string(),
-            title: b.title.to_string(),
+            title: self.scrub.text(&b.title).into_owned(),
             referrer: referrer.clean.to_string(),
             referrer_host: referrer.host.to_string(),
             prev_url: prev.clean.to_string(),
@@ -268,12 +320,13 @@ impl Enricher {
             target_url: target.clean.to_string(),
             target_host: target.host.to_string(),
             event_name: b.name.to_string(),
-            event_props: props_json(b.props.as_ref()),
-            user_id: b.uid.to_string(),
+            event_props: props_json(b.props.as_ref(), &self.scrub),
+            // Identifiers are stored as keyed hashes, never as sent.
+            user_id: self.ids.hash(Purpose::UserId, &b.site, &b.uid),
             client_id: if b.consent == Consent::Denied {
                 String::new()
             } else {
-                b.cid.to_string()
+                self.ids.hash(Purpose::ClientId, &b.site, &b.cid)
             },
             visitor_id,
             fingerprint_id: fingerprint.unwrap_or([0; 16]),
@@ -413,6 +466,7 @@ fn finite(v: f32) -> f32 {
 
 fn props_json(
     props: Option<&std::collections::BTreeMap<std::borrow::Cow<'_, str>, PropValue<'_>>>,
+    scrub: &Scrubber,
 ) -> String {
     let Some(props) = props.filter(|p| !p.is_empty()) else {
         return String::new();
@@ -425,7 +479,7 @@ fn props_json(
                 PropValue::Number(n) => serde_json::Number::from_f64(*n)
                     .map(serde_json::Value::Number)
                     .unwrap_or(serde_json::Value::Null),
-                PropValue::Text(s) => serde_json::Value::String(s.to_string()),
+                PropValue::Text(s) => serde_json::Value::String(scrub.text(s).into_owned()),
             };
             (k.to_string(), v)
         })

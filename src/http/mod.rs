@@ -3,6 +3,7 @@
 //! `POST /api/event` is the only write path. `GET /healthz`, `/readyz` and `/metrics` are for
 //! operators; `GET /footfall.js` and `/` serve the tracker and the demo page embedded at build time.
 
+pub mod admin;
 pub mod assets;
 pub mod error;
 pub mod origin;
@@ -20,6 +21,8 @@ use crate::enrich::consistency::HintHeaders;
 use crate::enrich::{DropReason, Enricher, RequestMeta};
 use crate::health::Readiness;
 use crate::metrics::{FieldLabel, KindLabel, Metrics, ReasonLabel, RejectLabel};
+use crate::privacy::blocklist::BlockList;
+use crate::privacy::{self, Policies, Signals};
 use crate::spool::{AppendError, Appender};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::Method;
@@ -49,6 +52,11 @@ pub struct AppState {
     pub readiness: Readiness,
     pub clock: SharedClock,
     pub assets: assets::Assets,
+    /// Per-site minimisation and consent.
+    pub policies: Policies,
+    /// Subjects whose events are dropped.
+    pub blocks: Arc<BlockList>,
+    pub admin: admin::AdminState,
 }
 
 impl AppState {
@@ -62,21 +70,22 @@ impl AppState {
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/event")
-            .route(web::post().to(ingest))
-            .route(web::method(Method::OPTIONS).to(preflight))
-            .default_service(web::to(|| async {
-                ApiError::MethodNotAllowed.error_response()
-            })),
-    )
-    .route("/healthz", get_or_head().to(healthz))
-    .route("/readyz", get_or_head().to(readyz))
-    .route("/metrics", get_or_head().to(metrics))
-    .route("/footfall.js", get_or_head().to(assets::tracker))
-    .route("/footfall-ports.js", get_or_head().to(assets::ports))
-    .route("/", get_or_head().to(assets::demo))
-    .default_service(web::to(|| async { ApiError::NotFound.error_response() }));
+    cfg.configure(admin::routes)
+        .service(
+            web::resource("/api/event")
+                .route(web::post().to(ingest))
+                .route(web::method(Method::OPTIONS).to(preflight))
+                .default_service(web::to(|| async {
+                    ApiError::MethodNotAllowed.error_response()
+                })),
+        )
+        .route("/healthz", get_or_head().to(healthz))
+        .route("/readyz", get_or_head().to(readyz))
+        .route("/metrics", get_or_head().to(metrics))
+        .route("/footfall.js", get_or_head().to(assets::tracker))
+        .route("/footfall-ports.js", get_or_head().to(assets::ports))
+        .route("/", get_or_head().to(assets::demo))
+        .default_service(web::to(|| async { ApiError::NotFound.error_response() }));
 }
 
 /// GET, and HEAD for monitors and caches (actix sends HEAD answers without their body).
@@ -274,7 +283,24 @@ async fn handle(
         return Ok(Outcome::Dropped(DropReason::Prefetch));
     }
 
-    let row = state.enricher.enrich(&meta, ip, &validated);
+    // Minimisation and consent are decided here, on the server, whatever the tracker did.
+    let b = &validated.beacon;
+    let signals = Signals {
+        consent: b.consent,
+        gpc: b.gpc || header(headers, "sec-gpc").is_some_and(|v| v.trim() == "1"),
+        dnt: b.dnt || header(headers, "dnt").is_some_and(|v| v.trim() == "1"),
+    };
+    let groups = state.policies.for_site(site).groups(signals);
+    if groups.is_empty() {
+        return Ok(Outcome::Dropped(DropReason::NoConsent));
+    }
+    let mut row = state.enricher.enrich(&meta, ip, &validated, groups);
+    row.gpc = signals.gpc as u8;
+    row.dnt = signals.dnt as u8;
+    privacy::minimise(&mut row, groups);
+    if state.blocks.blocks(&row) {
+        return Ok(Outcome::Dropped(DropReason::Blocked));
+    }
     for field in &validated.truncated {
         state
             .metrics
@@ -335,6 +361,12 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .spool
         .stats()
         .export(&state.metrics, state.clock.now_ms());
+    // The alert decays on its own: re-evaluate it at every scrape, not only on failures.
+    state
+        .metrics
+        .unauthorised_access_alert
+        .set(state.admin.failures.alerting() as i64);
+    state.metrics.blocklist_size.set(state.blocks.len() as i64);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::metrics::render(&state.registry))

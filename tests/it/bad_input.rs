@@ -271,9 +271,32 @@ async fn stalled_app(spool_max_bytes: u64) -> (web::Data<AppState>, Reader, temp
             ua_cache_size: 16,
             secret: b"k".to_vec(),
             salts: Arc::new(Salts::open(dir.path(), clock.clone()).unwrap()),
+            scrub_params: vec![],
             clock: clock.clone(),
             metrics: metrics.clone(),
         }),
+        policies: footfall::config::PrivacyConfig::default()
+            .policies()
+            .unwrap(),
+        blocks: Arc::new(footfall::privacy::blocklist::BlockList::in_memory()),
+        admin: footfall::http::admin::AdminState::new(
+            Arc::new(
+                footfall::serve::admin(
+                    &footfall::config::Config {
+                        data_dir: dir.path().to_owned(),
+                        ..Default::default()
+                    },
+                    None,
+                    b"k",
+                    Default::default(),
+                    clock.clone(),
+                )
+                .unwrap(),
+            ),
+            &Default::default(),
+            b"k",
+        )
+        .unwrap(),
         readiness: Readiness::new(
             // Port 9 (discard) on loopback: nothing listens there.
             Some(clickhouse::Client::default().with_url("http://127.0.0.1:9")),

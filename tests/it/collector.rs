@@ -43,6 +43,10 @@ async fn collector_with_geo(test: &str) -> TestCollector {
     let city = mmdb::city_db(&geo);
     let isp = mmdb::isp_db(&geo);
     let mut config = test_config(&db_name(test), data_dir.path());
+    // These tests check every column, so every group is collected (city included) and the
+    // beacon's DNT flag is only recorded; tests/it/privacy.rs covers the defaults.
+    config.privacy.collect = vec!["all".into()];
+    config.privacy.dnt = footfall::config::SignalMode::Ignore;
     config.geoip.city = Some(city);
     config.geoip.asn = Some(isp);
     TestCollector::start_config(config, data_dir, Arc::new(SystemClock)).await
@@ -122,9 +126,16 @@ async fn a_full_pageview_lands_with_every_column() {
         ),
         ("", "", "")
     );
+    // Stored as keyed hashes of what the site sent, never in the clear.
+    let secret = footfall::keys::load_or_create_secret(None, c.data_dir()).unwrap();
+    let ids = footfall::privacy::ids::IdHasher::new(&secret);
+    use footfall::privacy::ids::Purpose;
     assert_eq!(
         (r.user_id.as_str(), r.client_id.as_str()),
-        ("user-42", "c-0123456789")
+        (
+            ids.hash(Purpose::UserId, "shop", "user-42").as_str(),
+            ids.hash(Purpose::ClientId, "shop", "c-0123456789").as_str()
+        )
     );
     assert_ne!(r.visitor_id, [0; 16]);
     assert_ne!(r.fingerprint_id, [0; 16]);
@@ -268,12 +279,21 @@ async fn every_event_kind_lands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_sharing_the_secret_agree_on_ids() {
-    let mut a =
-        TestCollector::start_with("ids_a", |c| c.secret = Some("shared-secret".into())).await;
-    let mut b =
-        TestCollector::start_with("ids_b", |c| c.secret = Some("shared-secret".into())).await;
-    let mut other =
-        TestCollector::start_with("ids_c", |c| c.secret = Some("other-secret".into())).await;
+    let mut a = TestCollector::start_with("ids_a", |c| {
+        c.secret = Some("shared-secret".into());
+        c.privacy.dnt = footfall::config::SignalMode::Ignore;
+    })
+    .await;
+    let mut b = TestCollector::start_with("ids_b", |c| {
+        c.secret = Some("shared-secret".into());
+        c.privacy.dnt = footfall::config::SignalMode::Ignore;
+    })
+    .await;
+    let mut other = TestCollector::start_with("ids_c", |c| {
+        c.secret = Some("other-secret".into());
+        c.privacy.dnt = footfall::config::SignalMode::Ignore;
+    })
+    .await;
     let body = full_pageview().to_string();
     for c in [&a, &b, &other] {
         assert_eq!(
@@ -293,7 +313,10 @@ async fn two_instances_sharing_the_secret_agree_on_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_device_component_changes_the_fingerprint() {
-    let mut c = TestCollector::start("fp_change").await;
+    let mut c = TestCollector::start_with("fp_change", |c| {
+        c.privacy.dnt = footfall::config::SignalMode::Ignore
+    })
+    .await;
     let mut changed = full_pageview();
     changed["device"]["canvas"]["h"] = json!("ffffffffffffffff");
     changed["seq"] = json!(3);
@@ -367,6 +390,7 @@ async fn dbip_and_geolite_asn_layouts_are_read() {
     let city = mmdb::dbip_city_db(data_dir.path());
     let asn = mmdb::asn_db(data_dir.path());
     let mut config = test_config(&db_name("dbip"), data_dir.path());
+    config.privacy.collect = vec!["all".into()];
     config.geoip.city = Some(city);
     config.geoip.asn = Some(asn);
     let mut c = TestCollector::start_config(config, data_dir, Arc::new(SystemClock)).await;

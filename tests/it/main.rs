@@ -13,3 +13,4 @@ mod faults;
 mod fixtures;
 mod hostile;
 mod http_surface;
+mod privacy;
