@@ -223,9 +223,11 @@ async fn fetch_text(
     format: &str,
 ) -> Result<Vec<u8>, SubjectError> {
     let list = select_list(db, table).await?;
+    // Filtered in a subquery: in the outer select `hex(visitor_id) AS visitor_id` would shadow
+    // the column, and the condition would compare hex text with the bytes.
     let mut cursor = s
         .bind(db.query(&format!(
-            "SELECT {list} FROM {table} WHERE {} ORDER BY received_at",
+            "SELECT {list} FROM (SELECT * FROM {table} WHERE {}) ORDER BY received_at",
             s.condition()
         )))
         .fetch_bytes(format)?;
@@ -333,10 +335,18 @@ pub async fn wait_for_mutations(
     }
 }
 
-/// Removes every row of `s` from every subject table and confirms by counting again.
-pub async fn delete(
+/// A mutation that makes the subject's rows stop matching it.
+enum Mutation<'a> {
+    Delete,
+    SetUserId(&'a str),
+}
+
+/// Applies `m` to the subject's rows in every subject table, waits for it, and confirms by
+/// counting again that no row matches the subject any more.
+async fn mutate(
     db: &Client,
     s: &Subject,
+    m: Mutation<'_>,
     timeout: Duration,
 ) -> Result<Vec<TableCount>, SubjectError> {
     let mut out = Vec::new();
@@ -346,13 +356,21 @@ pub async fn delete(
         }
         let before = count(db, t.table, s).await?;
         if before > 0 {
-            s.bind(db.query(&format!(
-                "ALTER TABLE {} DELETE WHERE {}",
-                t.table,
-                s.condition()
-            )))
-            .execute()
-            .await?;
+            let q = match m {
+                Mutation::Delete => db.query(&format!(
+                    "ALTER TABLE {} DELETE WHERE {}",
+                    t.table,
+                    s.condition()
+                )),
+                Mutation::SetUserId(to) => db
+                    .query(&format!(
+                        "ALTER TABLE {} UPDATE user_id = ? WHERE {}",
+                        t.table,
+                        s.condition()
+                    ))
+                    .bind(to),
+            };
+            s.bind(q).execute().await?;
             wait_for_mutations(db, t.table, timeout).await?;
         }
         let after = count(db, t.table, s).await?;
@@ -371,8 +389,17 @@ pub async fn delete(
     Ok(out)
 }
 
+/// Removes every row of `s` from every subject table and confirms by counting again.
+pub async fn delete(
+    db: &Client,
+    s: &Subject,
+    timeout: Duration,
+) -> Result<Vec<TableCount>, SubjectError> {
+    mutate(db, s, Mutation::Delete, timeout).await
+}
+
 /// Re-assigns a wrong user id: rows of `s` (a user id) get `to` (a user id as the site knows it;
-/// empty removes the user id). Returns the rows changed per table.
+/// empty removes the user id). Returns, per table, the rows that had the old id before and after.
 pub async fn correct_user_id(
     db: &Client,
     s: &Subject,
@@ -386,39 +413,12 @@ pub async fn correct_user_id(
         ));
     }
     let new_hash = ids.hash(Purpose::UserId, &s.site, to.trim());
-    let mut out = Vec::new();
-    for t in SUBJECT_TABLES {
-        if !table_exists(db, t.table).await? {
-            continue;
-        }
-        let before = count(db, t.table, s).await?;
-        if before > 0 && new_hash != s.id {
-            db.query(&format!(
-                "ALTER TABLE {} UPDATE user_id = ? WHERE {}",
-                t.table,
-                s.condition()
-            ))
-            .bind(new_hash.as_str())
-            .bind(s.site.as_str())
-            .bind(s.id.as_str())
-            .execute()
-            .await?;
-            wait_for_mutations(db, t.table, timeout).await?;
-        }
-        let after = count(db, t.table, s).await?;
-        if after > 0 && new_hash != s.id {
-            return Err(SubjectError::NotRemoved {
-                table: t.table.to_owned(),
-                remaining: after,
-            });
-        }
-        out.push(TableCount {
-            table: t.table.to_owned(),
-            before,
-            after,
-        });
+    if new_hash == s.id {
+        return Err(SubjectError::BadRequest(
+            "the new user id is the same as the old one".into(),
+        ));
     }
-    Ok(out)
+    mutate(db, s, Mutation::SetUserId(&new_hash), timeout).await
 }
 
 /// Records a block or unblock in `subject_blocks` (the latest change wins).

@@ -111,10 +111,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/api/admin")
             .route("/whoami", web::get().to(whoami))
             .route("/subjects/export", web::post().to(export))
-            .route("/subjects/delete", web::post().to(delete))
-            .route("/subjects/block", web::post().to(block))
-            .route("/subjects/unblock", web::post().to(unblock))
-            .route("/subjects/correct", web::post().to(correct))
+            .route("/subjects/{action}", web::post().to(change))
             .route("/retention/run", web::post().to(retention))
             .route("/audit", web::get().to(audit))
             .default_service(web::to(unknown)),
@@ -282,49 +279,31 @@ async fn export(
         .body(bytes))
 }
 
-async fn delete(
+/// delete, block, unblock and correct: the changes to what is held for a subject.
+async fn change(
     req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AdminApiError> {
-    let p = authorize(&req, &state, Scope::Subjects)?;
-    let (r, _) = parse_body(&body)?;
-    Ok(HttpResponse::Ok().json(state.admin.admin.delete(&p.name, &r).await?))
-}
-
-async fn block(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AdminApiError> {
-    let p = authorize(&req, &state, Scope::Subjects)?;
-    let (r, _) = parse_body(&body)?;
-    Ok(HttpResponse::Ok().json(state.admin.admin.set_blocked(&p.name, &r, true).await?))
-}
-
-async fn unblock(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AdminApiError> {
-    let p = authorize(&req, &state, Scope::Subjects)?;
-    let (r, _) = parse_body(&body)?;
-    Ok(HttpResponse::Ok().json(state.admin.admin.set_blocked(&p.name, &r, false).await?))
-}
-
-async fn correct(
-    req: HttpRequest,
+    action: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AdminApiError> {
     let p = authorize(&req, &state, Scope::Subjects)?;
     let (r, b) = parse_body(&body)?;
-    let Some(to) = b.to_user_id else {
-        return Err(AdminApiError::BadRequest(
-            "to_user_id is required (empty removes the user id)".into(),
-        ));
+    let admin = &state.admin.admin;
+    let report = match action.as_str() {
+        "delete" => admin.delete(&p.name, &r).await?,
+        "block" => admin.set_blocked(&p.name, &r, true).await?,
+        "unblock" => admin.set_blocked(&p.name, &r, false).await?,
+        "correct" => {
+            let Some(to) = b.to_user_id else {
+                return Err(AdminApiError::BadRequest(
+                    "to_user_id is required (empty removes the user id)".into(),
+                ));
+            };
+            admin.correct(&p.name, &r, &to).await?
+        }
+        _ => return Err(AdminApiError::NotFound),
     };
-    Ok(HttpResponse::Ok().json(state.admin.admin.correct(&p.name, &r, &to).await?))
+    Ok(HttpResponse::Ok().json(report))
 }
 
 async fn retention(

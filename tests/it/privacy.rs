@@ -492,6 +492,19 @@ async fn subject_requests_over_http_each_write_exactly_one_audit_record() {
         !export.to_string().contains("\"alice\""),
         "the clear user id is not stored"
     );
+    // By the visitor id shown in the export (a binary column matched as hex).
+    let visitor = row0["visitor_id"].as_str().unwrap().to_owned();
+    let by_visitor: Value = admin_post(
+        &c,
+        "/api/admin/subjects/export",
+        ROOT_TOKEN,
+        json!({"site": "shop", "visitor_id": visitor}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(by_visitor["tables"][0]["row_count"], 2, "{by_visitor}");
     let csv = admin_post(
         &c,
         "/api/admin/subjects/export",
@@ -638,6 +651,7 @@ async fn subject_requests_over_http_each_write_exactly_one_audit_record() {
     assert_eq!(
         actions,
         [
+            "subject.export",
             "subject.export",
             "subject.export",
             "subject.correct",

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -64,6 +65,21 @@ render();
 </script></body></html>`;
 
 /** Starts the collector; resolves once it printed its "listening" line. */
+// User and client ids are stored as keyed hashes (src/privacy/ids.rs): HMAC-SHA-256 under the
+// secret over length-prefixed (purpose, site, value), first 16 bytes in hex.
+const E2E_SECRET = 'e2e-secret';
+function storedId(purpose, site, value) {
+  if (!value) return '';
+  const tag = { uid: 'footfall/uid/v1', cid: 'footfall/cid/v1' }[purpose];
+  const mac = createHmac('sha256', Buffer.from(E2E_SECRET));
+  for (const part of [tag, site, value]) {
+    const b = Buffer.from(part), len = Buffer.alloc(4);
+    len.writeUInt32LE(b.length);
+    mac.update(len); mac.update(b);
+  }
+  return mac.digest().subarray(0, 16).toString('hex');
+}
+
 function startCollector(env) {
   const child = spawn(BIN, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '', err = '';
@@ -93,7 +109,8 @@ test('e2e: Chromium -> collector -> ClickHouse', { skip, timeout: 240000 }, asyn
     FOOTFALL_DATA_DIR: dataDir,
     FOOTFALL_SITES: `demo=http://localhost:*,demo=http://127.0.0.1:*,shop=http://127.0.0.1:${shopPort}`,
     FOOTFALL_RATE_BURST: '1000',
-    FOOTFALL_BATCH_PERIOD_MS: '200'
+    FOOTFALL_BATCH_PERIOD_MS: '200',
+    FOOTFALL_SECRET: E2E_SECRET
   }, extCH ? { FOOTFALL_CLICKHOUSE_URL: extCH, FOOTFALL_CLICKHOUSE_DATABASE: db } : {});
 
   const collector = startCollector(env);
@@ -278,7 +295,7 @@ test('e2e: Chromium -> collector -> ClickHouse', { skip, timeout: 240000 }, asyn
         assert.equal(r.url, e.url, w); assert.equal(String(r.client_ts), String(e.ts), w);
         assert.equal(r.browser, 'HeadlessChrome', w); assert.equal(r.os, 'Linux', w); assert.equal(r.device, 'desktop', w);
         assert.equal(r.automated, 1, w);
-        assert.equal(r.user_id, e.uid || '', w); assert.equal(r.client_id, e.cid || '', w);
+        assert.equal(r.user_id, storedId('uid', name, e.uid), w); assert.equal(r.client_id, storedId('cid', name, e.cid), w);
         assert.equal(r.consent, e.consent, w); assert.equal(r.gpc, 0, w); assert.equal(r.dnt, 0, w);
         assert.ok(r.received_at, w);
         if (r.kind == 'engagement') {
@@ -328,7 +345,7 @@ test('e2e: Chromium -> collector -> ClickHouse', { skip, timeout: 240000 }, asyn
     assert.equal(oA.target_url, 'https://example.com/'); assert.equal(oA.target_host, 'example.com');
     const cA = A.find(r => r.kind == 'custom');
     assert.equal(cA.event_name, 'signup'); assert.deepEqual(JSON.parse(cA.event_props), { plan: 'pro', seats: 3 });
-    assert.equal(cA.user_id, 'user-42'); assert.match(cA.client_id, /^[0-9a-z]{16,64}$/); assert.equal(cA.consent, 'granted');
+    assert.equal(cA.user_id, storedId('uid', 'demo', 'user-42')); assert.match(cA.client_id, /^[0-9a-f]{32}$/); assert.equal(cA.consent, 'granted');
 
     // scenario B (shop, cross-origin)
     const B = rows.shop, kB = kinds(B);
@@ -355,7 +372,7 @@ test('e2e: Chromium -> collector -> ClickHouse', { skip, timeout: 240000 }, asyn
     assert.equal(checkout.event_name, 'checkout'); assert.deepEqual(JSON.parse(checkout.event_props), { total: 9.5, paid: true });
     // identify happened after the /products pageview, consent after add_to_cart
     const idSeq = pvs[1].seq;
-    for (const r of B) assert.equal(r.user_id, r.seq > idSeq ? 'cust-7' : '', `user_id at seq ${r.seq}`);
+    for (const r of B) assert.equal(r.user_id, r.seq > idSeq ? storedId('uid', 'shop', 'cust-7') : '', `user_id at seq ${r.seq}`);
     for (const r of B) {
       if (r.seq <= add.seq) { assert.equal(r.client_id, '', `client_id before consent (seq ${r.seq})`); assert.equal(r.consent, 'unset'); }
       else { assert.match(r.client_id, /^[0-9a-z]{16,64}$/, `client_id after consent (seq ${r.seq})`); assert.equal(r.consent, 'granted'); }
