@@ -368,6 +368,36 @@ impl Admin {
         Ok(rows)
     }
 
+    /// Checks every audit record's HMAC; returns how many there are and those that were changed
+    /// outside footfall (the check is itself audited).
+    pub async fn audit_verify(&self, actor: &str) -> Result<(usize, Vec<AuditRow>), AdminError> {
+        let result = async {
+            self.db()?;
+            self.audit
+                .flush_pending()
+                .await
+                .map_err(AdminError::Unavailable)?;
+            let rows = self
+                .audit
+                .all()
+                .await
+                .map_err(|e| AdminError::Failed(e.to_string()))?;
+            let total = rows.len();
+            let changed: Vec<AuditRow> =
+                rows.into_iter().filter(|r| !self.audit.verify(r)).collect();
+            Ok((total, changed))
+        }
+        .await;
+        let (out, _) = self
+            .audited(
+                Self::entry(actor, "audit.verify", "", None, serde_json::json!({})),
+                result,
+                |(total, changed)| serde_json::json!({"records": total, "changed": changed.len()}),
+            )
+            .await?;
+        Ok(out)
+    }
+
     /// Re-reads the block list from ClickHouse (no audit: it changes nothing).
     pub async fn refresh_blocks(&self) -> Result<usize, clickhouse::error::Error> {
         let Some(db) = &self.db else {

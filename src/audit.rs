@@ -31,7 +31,7 @@ pub struct AuditRow {
     /// The token name, `cli:<user>` for the command line, or `footfall` for automatic runs.
     pub actor: String,
     /// `subject.export`, `subject.delete`, `subject.block`, `subject.unblock`, `subject.correct`,
-    /// `retention.run`, `audit.read`, `stats.query`.
+    /// `retention.run`, `audit.read`, `audit.verify` (and `stats.query` from the dashboards).
     pub action: String,
     pub site: String,
     /// Which kind of identifier the action was about (empty when none).

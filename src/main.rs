@@ -371,13 +371,7 @@ async fn run_audit(
             }
         }
         AuditCmd::Verify => {
-            admin
-                .audit
-                .flush_pending()
-                .await
-                .map_err(anyhow::Error::msg)?;
-            let rows = admin.audit.all().await?;
-            let bad: Vec<_> = rows.iter().filter(|r| !admin.audit.verify(r)).collect();
+            let (total, bad) = admin.audit_verify(&actor(env)).await?;
             for r in &bad {
                 println!(
                     "CHANGED {} at {} ({} by {})",
@@ -385,9 +379,8 @@ async fn run_audit(
                 );
             }
             println!(
-                "{} records, {} intact, {} changed",
-                rows.len(),
-                rows.len() - bad.len(),
+                "{total} records, {} intact, {} changed",
+                total - bad.len(),
                 bad.len()
             );
             if !bad.is_empty() {

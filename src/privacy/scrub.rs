@@ -75,8 +75,12 @@ impl Scrubber {
     }
 
     fn sensitive_name(&self, name: &str) -> bool {
-        let name = name.to_ascii_lowercase();
-        self.names.contains(&name) || SENSITIVE_PARTS.iter().any(|p| name.contains(p))
+        let name: Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
+        self.names.iter().any(|n| *n == name) || SENSITIVE_PARTS.iter().any(|p| name.contains(p))
     }
 
     /// `url` without sensitive parameters and with emails and tokens masked in its path.
@@ -93,31 +97,29 @@ impl Scrubber {
             Some((b, q)) => (b, Some(q)),
             None => (before_fragment, None),
         };
-        let mut out = String::with_capacity(url.len());
-        out.push_str(&self.path(base));
-        if let Some(q) = query {
-            let kept = self.params(q);
-            if !kept.is_empty() {
-                out.push('?');
-                out.push_str(&kept);
-            }
-        }
-        if let Some(f) = fragment {
-            let kept = if f.contains('=') {
+        let path = self.path(base);
+        let query = query.map(|q| self.params(q));
+        let fragment = fragment.map(|f| {
+            if f.contains('=') {
                 self.params(f)
             } else {
-                mask_segment(f).into_owned()
-            };
-            if !kept.is_empty() {
-                out.push('#');
-                out.push_str(&kept);
+                mask_segment(f)
+            }
+        });
+        let changed = |c: &Option<Cow<'_, str>>| matches!(c, Some(Cow::Owned(_)));
+        // Most URLs keep everything: no allocation then.
+        if matches!(path, Cow::Borrowed(_)) && !changed(&query) && !changed(&fragment) {
+            return Cow::Borrowed(url);
+        }
+        let mut out = String::with_capacity(url.len());
+        out.push_str(&path);
+        for (mark, part) in [('?', query), ('#', fragment)] {
+            if let Some(part) = part.filter(|p| !p.is_empty()) {
+                out.push(mark);
+                out.push_str(&part);
             }
         }
-        if out == url {
-            Cow::Borrowed(url)
-        } else {
-            Cow::Owned(out)
-        }
+        Cow::Owned(out)
     }
 
     /// The path part with each segment masked (the scheme and host are left alone).
@@ -142,20 +144,19 @@ impl Scrubber {
         Cow::Owned(format!("{origin}{}", masked.join("/")))
     }
 
-    /// `k=v&k=v` without the sensitive pairs.
-    fn params(&self, q: &str) -> String {
-        q.split('&')
-            .filter(|pair| {
-                if pair.is_empty() {
-                    return false;
-                }
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                let name = percent_decode(name);
-                let value = percent_decode(value);
-                !(self.sensitive_name(&name) || sensitive_value(&value))
-            })
-            .collect::<Vec<_>>()
-            .join("&")
+    /// `k=v&k=v` without the sensitive pairs (borrowed when every pair stays).
+    fn params<'a>(&self, q: &'a str) -> Cow<'a, str> {
+        let keep = |pair: &&str| {
+            if pair.is_empty() {
+                return false;
+            }
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            !(self.sensitive_name(&percent_decode(name)) || sensitive_value(&percent_decode(value)))
+        };
+        if q.split('&').all(|p| keep(&p)) {
+            return Cow::Borrowed(q);
+        }
+        Cow::Owned(q.split('&').filter(keep).collect::<Vec<_>>().join("&"))
     }
 
     /// Free text (titles, custom-event values) with email addresses masked.
