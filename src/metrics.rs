@@ -60,6 +60,7 @@ pub struct Metrics {
     pub inserts: Counter,
     pub insert_errors: Family<ReasonLabel, Counter>,
     pub rows_dead_lettered: Counter,
+    pub rows_already_delivered: Counter,
     pub batch_rows: Histogram,
     pub clickhouse_up: Gauge,
     pub spool_appended: Counter,
@@ -105,6 +106,7 @@ impl Metrics {
             inserts: Counter::default(),
             insert_errors: Family::default(),
             rows_dead_lettered: Counter::default(),
+            rows_already_delivered: Counter::default(),
             batch_rows: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
             clickhouse_up: Gauge::default(),
             spool_appended: Counter::default(),
@@ -185,6 +187,11 @@ impl Metrics {
             "footfall_rows_dead_lettered",
             "Rows ClickHouse refused as bad data (or unreadable spool records), written to the dead-letter file",
             m.rows_dead_lettered.clone(),
+        );
+        r.register(
+            "footfall_rows_already_delivered",
+            "Rows found already in ClickHouse when re-sending after a failure or a restart, and not sent again",
+            m.rows_already_delivered.clone(),
         );
         r.register(
             "footfall_batch_rows",

@@ -633,6 +633,8 @@ pub struct Record {
     pub appended_ms: u64,
     /// The position just after it: acknowledging it means acknowledging up to here.
     pub end: Position,
+    /// Written by an earlier run and not acknowledged then: it may already be in ClickHouse.
+    pub replayed: bool,
 }
 
 /// What the reader has next.
@@ -678,7 +680,8 @@ impl Reader {
                         self.consumed += len;
                         self.pos.offset += len as u64;
                         self.in_corrupt_run = false;
-                        if self.pos <= self.replay_end {
+                        let replayed = self.pos <= self.replay_end;
+                        if replayed {
                             self.metrics.spool_replayed.inc();
                         }
                         if self.unacked == 0 {
@@ -691,6 +694,7 @@ impl Reader {
                             payload,
                             appended_ms,
                             end: self.pos,
+                            replayed,
                         }));
                     }
                     Frame::Corrupt { skip } => {

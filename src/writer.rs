@@ -2,11 +2,17 @@
 //!
 //! It reads spooled records up to a row, byte or time limit, decodes them and sends them as one
 //! INSERT. Only when ClickHouse acknowledges the INSERT does it acknowledge the records to the
-//! spool, which then forgets them; a crash anywhere before that replays them at the next start
-//! (the events table collapses the replayed rows by event id). Errors are classified: bad data
-//! (ClickHouse refuses the rows themselves) goes to a dead-letter file and is counted, never
-//! retried; everything else is retried with backoff until it succeeds or shutdown gives up, in
-//! which case the records simply stay in the spool.
+//! spool, which then forgets them; a crash anywhere before that replays them at the next start.
+//! Errors are classified: bad data (ClickHouse refuses the rows themselves) goes to a dead-letter
+//! file and is counted, never retried; everything else is retried with backoff until it succeeds
+//! or shutdown gives up, in which case the records simply stay in the spool.
+//!
+//! Exactly once: rows that may already be in ClickHouse (replayed after a restart, or re-sent after
+//! an INSERT whose answer was lost) are looked up before they are sent again. INSERTs go out one at
+//! a time in spool order and each lands whole or as a prefix of whole blocks, so what already
+//! landed is a prefix of the rows: a binary search with primary-key point lookups finds it, and
+//! only the rest is sent. The materialised views that count events therefore never count one twice
+//! (the events table would collapse a copy by event id, but the views would not).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -150,6 +156,7 @@ pub async fn run(
         state,
         shutdown,
         give_up_at: None,
+        unsure: false,
     };
     match w.deliver_all().await {
         Ok(()) => tracing::info!("writer stopped: every accepted event was delivered or set aside"),
@@ -172,6 +179,68 @@ enum SendError {
     Connect(#[from] schema::SchemaError),
     #[error("{0}")]
     Insert(#[from] clickhouse::error::Error),
+    #[error("looking up rows already delivered: {0}")]
+    Lookup(clickhouse::error::Error),
+}
+
+/// What one delivery attempt achieved.
+enum Delivered {
+    /// This many rows were inserted (the others were there already).
+    Inserted(usize),
+    /// Every row was already in ClickHouse.
+    AllThere,
+}
+
+/// Sends `rows` as one INSERT.
+async fn insert(db: &Client, rows: &[EventRow]) -> Result<(), SendError> {
+    let mut insert = db.insert::<EventRow>(EVENTS_TABLE).await?;
+    for row in rows {
+        insert.write(row).await?;
+    }
+    Ok(insert.end().await?)
+}
+
+/// How many leading `rows` are already in ClickHouse. What landed is always a prefix (see the
+/// module doc), so a binary search needs about log2(rows) point lookups, each on the primary key.
+async fn landed_prefix(db: &Client, rows: &[EventRow]) -> Result<usize, clickhouse::error::Error> {
+    let Some(last) = rows.len().checked_sub(1) else {
+        return Ok(0);
+    };
+    if !is_stored(db, &rows[0]).await? {
+        return Ok(0);
+    }
+    if is_stored(db, &rows[last]).await? {
+        return Ok(rows.len());
+    }
+    // rows[lo] is stored, rows[hi] is not.
+    let (mut lo, mut hi) = (0, last);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if is_stored(db, &rows[mid]).await? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(hi)
+}
+
+/// Whether this exact event is in the events table: a lookup on the whole sorting key.
+async fn is_stored(db: &Client, row: &EventRow) -> Result<bool, clickhouse::error::Error> {
+    let n: u64 = db
+        .query(
+            "SELECT count() FROM ? WHERE site = ? AND toDate(received_at) = toDate(toDateTime(?)) \
+             AND received_at = toDateTime(?) AND visitor_id = unhex(?) AND event_id = toUUID(?)",
+        )
+        .bind(clickhouse::sql::Identifier(EVENTS_TABLE))
+        .bind(&row.site)
+        .bind(row.received_at)
+        .bind(row.received_at)
+        .bind(hex::encode(row.visitor_id))
+        .bind(row.event_id.to_string())
+        .fetch_one()
+        .await?;
+    Ok(n > 0)
 }
 
 /// One INSERT's worth of records.
@@ -179,6 +248,8 @@ struct Batch {
     rows: Vec<EventRow>,
     records: u64,
     end: Option<Position>,
+    /// Some records were written by an earlier run and may already be in ClickHouse.
+    replayed: bool,
 }
 
 struct Writer {
@@ -191,6 +262,9 @@ struct Writer {
     state: Arc<DeliveryState>,
     shutdown: watch::Receiver<bool>,
     give_up_at: Option<tokio::time::Instant>,
+    /// Rows sent before may have landed without an acknowledgement reaching us (a replay after a
+    /// restart, or an INSERT that failed in flight): look them up before sending again.
+    unsure: bool,
 }
 
 impl Writer {
@@ -198,6 +272,7 @@ impl Writer {
         loop {
             let (batch, closed) = self.next_batch().await.map_err(Stop::Spool)?;
             if let Some(end) = batch.end {
+                self.unsure |= batch.replayed;
                 if !batch.rows.is_empty() {
                     self.deliver(&batch.rows).await?;
                 }
@@ -216,6 +291,7 @@ impl Writer {
             rows: Vec::new(),
             records: 0,
             end: None,
+            replayed: false,
         };
         let mut bytes = 0u64;
         let mut deadline = None;
@@ -225,6 +301,7 @@ impl Writer {
                     deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.cfg.period);
                     batch.records += 1;
                     batch.end = Some(rec.end);
+                    batch.replayed |= rec.replayed;
                     bytes += rec.payload.len() as u64;
                     match postcard::from_bytes::<EventRow>(&rec.payload) {
                         Ok(row) => batch.rows.push(row),
@@ -240,20 +317,26 @@ impl Writer {
         }
     }
 
-    /// Sends `rows` as one INSERT until ClickHouse takes them or refuses them as bad data.
+    /// Sends `rows` as one INSERT until ClickHouse takes them or refuses them as bad data. Rows
+    /// that may already be there are looked up first, and only the ones missing are sent.
     async fn deliver(&mut self, rows: &[EventRow]) -> Result<(), Stop> {
         let mut backoff = self.cfg.min_backoff;
+        let mut sent = 0;
         loop {
-            let err = match self.try_insert(rows).await {
-                Ok(()) => {
-                    self.acknowledged(rows.len() as u64);
+            let err = match self.try_deliver(&rows[sent..]).await {
+                Ok(Delivered::Inserted(n)) => {
+                    self.acknowledged(n as u64);
                     return Ok(());
                 }
-                Err(e) => e,
+                Ok(Delivered::AllThere) => return Ok(()),
+                Err((skipped, e)) => {
+                    sent += skipped;
+                    e
+                }
             };
             let class = match &err {
                 // Not reachable yet, or the schema cannot be applied now: try again later.
-                SendError::Connect(_) => ErrorClass::Retryable,
+                SendError::Connect(_) | SendError::Lookup(_) => ErrorClass::Retryable,
                 SendError::Insert(e) => classify(e),
             };
             self.metrics
@@ -263,17 +346,46 @@ impl Writer {
                 })
                 .inc();
             if class == ErrorClass::BadData {
+                let rows = &rows[sent..];
                 tracing::error!(rows = rows.len(), error = %err, "ClickHouse refused the rows as bad data; writing them to the dead-letter file");
                 self.dead_letter(&err.to_string(), rows);
                 return Ok(());
             }
+            // The INSERT may have landed before the connection broke.
+            self.unsure = true;
             self.db = None;
             self.state.set(DeliveryState::DOWN);
             self.metrics.clickhouse_up.set(0);
-            tracing::warn!(rows = rows.len(), error = %err, retry_in_ms = backoff.as_millis() as u64, "INSERT failed; the rows stay in the spool and are retried");
+            tracing::warn!(rows = rows.len() - sent, error = %err, retry_in_ms = backoff.as_millis() as u64, "INSERT failed; the rows stay in the spool and are retried");
             self.pause(backoff).await?;
             backoff = (backoff * 2).min(self.cfg.max_backoff);
         }
+    }
+
+    /// One attempt: skip what already landed (when unsure), insert the rest. On failure, how many
+    /// leading rows were found to be there already.
+    async fn try_deliver(&mut self, rows: &[EventRow]) -> Result<Delivered, (usize, SendError)> {
+        let db = self.database().await.map_err(|e| (0, e))?;
+        let mut skip = 0;
+        if self.unsure {
+            skip = landed_prefix(&db, rows)
+                .await
+                .map_err(|e| (0, SendError::Lookup(e)))?;
+            if skip > 0 {
+                self.metrics.rows_already_delivered.inc_by(skip as u64);
+                tracing::info!(
+                    rows = skip,
+                    "rows already in ClickHouse from an earlier attempt are not sent again"
+                );
+            }
+            if skip == rows.len() {
+                // Later rows may have landed too (the spool's position can lag by several INSERTs).
+                return Ok(Delivered::AllThere);
+            }
+        }
+        insert(&db, &rows[skip..]).await.map_err(|e| (skip, e))?;
+        self.unsure = false;
+        Ok(Delivered::Inserted(rows.len() - skip))
     }
 
     /// Waits `backoff`, or less if shutdown's flush time runs out first.
@@ -302,20 +414,14 @@ impl Writer {
         }
     }
 
-    async fn try_insert(&mut self, rows: &[EventRow]) -> Result<(), SendError> {
-        let db = match &self.db {
-            Some(db) => db.clone(),
-            None => {
-                let db = self.connect().await?;
-                self.db = Some(db.clone());
-                db
-            }
-        };
-        let mut insert = db.insert::<EventRow>(EVENTS_TABLE).await?;
-        for row in rows {
-            insert.write(row).await?;
+    /// The database client, connecting (and migrating) first when there is none.
+    async fn database(&mut self) -> Result<Client, SendError> {
+        if let Some(db) = &self.db {
+            return Ok(db.clone());
         }
-        Ok(insert.end().await?)
+        let db = self.connect().await?;
+        self.db = Some(db.clone());
+        Ok(db)
     }
 
     /// Checks the server version (it decides row validation) and applies the schema.
@@ -526,6 +632,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mock = Mock::new();
         mock.add(handlers::failure(http::StatusCode::SERVICE_UNAVAILABLE));
+        // The failed INSERT may have landed: the first row is looked up, and is not there.
+        mock.add(handlers::provide(vec![0u64]));
         let recording = mock.add(handlers::record());
         let m = run_against(&mock, dir.path(), &[row(7), row(8)]).await;
         let delivered: Vec<EventRow> = recording.collect().await;
@@ -535,6 +643,40 @@ mod tests {
         );
         assert_eq!(m.rows_dead_lettered.get(), 0);
         assert!(!dir.path().join("events.jsonl").exists());
+    }
+
+    #[tokio::test]
+    async fn after_a_lost_answer_only_the_rows_that_did_not_land_are_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (m, _r) = Metrics::standalone();
+        let reader = spooled(dir.path(), &(0..5).map(row).collect::<Vec<_>>(), &m).await;
+        let mock = Mock::new();
+        // The INSERT's answer is lost, but rows 0, 1 and 2 made it into the table.
+        mock.add(handlers::failure(http::StatusCode::BAD_GATEWAY));
+        // Binary search: row 0 is there, row 4 is not, row 2 is, row 3 is not.
+        for found in [1u64, 0, 1, 0] {
+            mock.add(handlers::provide(vec![found]));
+        }
+        let recording = mock.add(handlers::record());
+        let (_tx, shutdown) = watch::channel(false);
+        let mut c = cfg(dir.path());
+        c.max_rows = 10;
+        run(
+            Destination::Database(Client::default().with_mock(&mock)),
+            reader,
+            c,
+            m.clone(),
+            Arc::new(DeliveryState::default()),
+            shutdown,
+        )
+        .await;
+        let delivered: Vec<EventRow> = recording.collect().await;
+        assert_eq!(
+            delivered.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
+        assert_eq!(m.rows_already_delivered.get(), 3);
+        assert_eq!(m.rows_inserted.get(), 2);
     }
 
     #[tokio::test]

@@ -140,6 +140,9 @@ async fn assert_delivered_exactly_once(
                 "FINAL counts each event once"
             );
             assert_eq!(l.event_ids, l.keys.len() as u64, "one event id per event");
+            // Not even a copy waiting for a merge: the writer looks up what already landed
+            // before re-sending, so the materialised views count every event once.
+            assert_eq!(l.raw_count, l.keys.len() as u64, "no row was inserted twice");
             return l;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -469,9 +472,20 @@ async fn a_full_disk_answers_503_loses_nothing_and_recovers() {
     c.shutdown().await;
 }
 
-/// A proxy in front of the real ClickHouse that answers the first INSERT into `events` with a
-/// `Code: 117` exception, as a server does for data it cannot take.
-async fn refusing_proxy(upstream: String) -> (String, actix_web::dev::ServerHandle) {
+/// What the proxy does to the first INSERT into `events`.
+#[derive(Clone, Copy, PartialEq)]
+enum Sabotage {
+    /// Answer with a `Code: 117` exception, as a server does for data it cannot take.
+    Refuse,
+    /// Pass it to ClickHouse, which stores it, and answer 502 as if the connection broke.
+    LoseAnswer,
+}
+
+/// A proxy in front of the real ClickHouse that sabotages the first INSERT into `events`.
+async fn sabotaging_proxy(
+    upstream: String,
+    sabotage: Sabotage,
+) -> (String, actix_web::dev::ServerHandle) {
     let refused = Arc::new(AtomicBool::new(false));
     let http = reqwest::Client::new();
     let server = HttpServer::new(move || {
@@ -480,7 +494,10 @@ async fn refusing_proxy(upstream: String) -> (String, actix_web::dev::ServerHand
             let (refused, http, upstream) = (refused.clone(), http.clone(), upstream.clone());
             async move {
                 let query = urlencoding_decode(req.query_string());
-                if query.contains("INSERT INTO") && query.contains("events") && !refused.swap(true, Ordering::SeqCst) {
+                let first_insert = query.contains("INSERT INTO")
+                    && query.contains("events")
+                    && !refused.swap(true, Ordering::SeqCst);
+                if first_insert && sabotage == Sabotage::Refuse {
                     return HttpResponse::InternalServerError().body(
                         "Code: 117, e.displayText() = DB::Exception: Injected by the test: incorrect data",
                     );
@@ -494,6 +511,11 @@ async fn refusing_proxy(upstream: String) -> (String, actix_web::dev::ServerHand
                     }
                 }
                 match fwd.send().await {
+                    Ok(res) if first_insert => {
+                        // Stored upstream; the answer never reaches footfall.
+                        let _ = res.bytes().await;
+                        HttpResponse::BadGateway().body("connection reset (injected by the test)")
+                    }
                     Ok(res) => {
                         let mut out = HttpResponse::build(
                             actix_web::http::StatusCode::from_u16(res.status().as_u16()).unwrap(),
@@ -530,7 +552,7 @@ fn urlencoding_decode(s: &str) -> String {
 /// Fault 5: ClickHouse answers "Code: 117" for one batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_clickhouse_refuses_is_dead_lettered_and_later_ones_delivered() {
-    let (proxy, handle) = refusing_proxy(clickhouse_url().to_owned()).await;
+    let (proxy, handle) = sabotaging_proxy(clickhouse_url().to_owned(), Sabotage::Refuse).await;
     let mut c =
         TestCollector::start_with("poison", |c| c.clickhouse.url = Some(proxy.clone())).await;
     assert_eq!(
@@ -582,6 +604,44 @@ async fn a_batch_clickhouse_refuses_is_dead_lettered_and_later_ones_delivered() 
         !text.contains("198.51.100.9"),
         "no client address in the dead-letter file"
     );
+    c.shutdown().await;
+    handle.stop(false).await;
+}
+
+/// Fault 6: an INSERT lands but its answer is lost; the retry must not store it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_whose_answer_is_lost_is_not_stored_twice() {
+    let (proxy, handle) =
+        sabotaging_proxy(clickhouse_url().to_owned(), Sabotage::LoseAnswer).await;
+    let mut c = TestCollector::start_with("lost_answer", |c| {
+        c.clickhouse.url = Some(proxy.clone());
+        // One batch holds all five events.
+        c.clickhouse.batch_period_ms = 2000;
+    })
+    .await;
+    for seq in 1..=5 {
+        let res = c
+            .post(
+                &beacon("lost", seq),
+                "http://localhost:3000",
+                "198.51.100.10",
+            )
+            .await;
+        assert_eq!(res.status(), 202);
+    }
+    let rows = c.rows(5).await;
+    assert_eq!(
+        rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&c.base, "footfall_rows_already_delivered_total").await < 5.0 {
+        assert!(Instant::now() < deadline, "the retry did not look up what had landed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let l = landed(&c.db).await;
+    assert_eq!(l.raw_count, 5, "the lost INSERT was sent again");
+    assert_eq!(metric(&c.base, "footfall_rows_inserted_total").await, 0.0);
     c.shutdown().await;
     handle.stop(false).await;
 }
