@@ -14,6 +14,8 @@ use crate::privacy::blocklist::{BlockList, IdKind};
 use crate::privacy::ids::IdHasher;
 use crate::privacy::Policies;
 use crate::retention::{self, TableReport};
+use crate::rollup::{self, RollupReport};
+use crate::stats::{self, Args, NamedQuery, Table};
 use crate::subjects::{self, Export, ExportContext, Subject, SubjectError, TableCount};
 
 /// Why an admin action failed.
@@ -69,6 +71,8 @@ pub struct ChangeReport {
 
 pub struct Admin {
     db: Option<Client>,
+    /// Reads for the dashboards and the stats API (the analyst account when configured).
+    stats_db: Option<Client>,
     pub audit: AuditLog,
     ids: IdHasher,
     pub blocks: Arc<BlockList>,
@@ -83,6 +87,8 @@ pub struct Admin {
 pub struct AdminParts {
     /// A client for footfall's database with the admin account (None: no ClickHouse).
     pub db: Option<Client>,
+    /// A client for the stats API's reads (the analyst account, or the admin one).
+    pub stats_db: Option<Client>,
     pub config: Config,
     pub secret: Vec<u8>,
     pub blocks: Arc<BlockList>,
@@ -101,6 +107,7 @@ impl Admin {
                 p.clock.clone(),
             ),
             db: p.db,
+            stats_db: p.stats_db,
             ids,
             blocks: p.blocks,
             retention: p.config.retention.clone(),
@@ -396,6 +403,62 @@ impl Admin {
             )
             .await?;
         Ok(out)
+    }
+
+    /// Runs a named dashboard query (the reading of statistics is audited like any other action
+    /// on the data: one record with the query, its arguments and the number of rows).
+    pub async fn stats_query(
+        &self,
+        actor: &str,
+        q: &NamedQuery,
+        args: &Args,
+    ) -> Result<(Table, AuditRow), AdminError> {
+        let result = async {
+            let db = self
+                .stats_db
+                .as_ref()
+                .ok_or_else(|| AdminError::Unavailable("no ClickHouse is configured".into()))?;
+            stats::run(db, q, &args.values())
+                .await
+                .map_err(|e| match e {
+                    stats::RunError::Stats(e) => AdminError::BadRequest(e.to_string()),
+                    stats::RunError::ClickHouse(e) if is_connection(&e) => {
+                        AdminError::Unavailable(e.to_string())
+                    }
+                    other => AdminError::Failed(other.to_string()),
+                })
+        }
+        .await;
+        self.audited(
+            Self::entry(
+                actor,
+                "stats.query",
+                &args.site,
+                None,
+                serde_json::json!({
+                    "query": q.name,
+                    "from": stats::format_date(args.from),
+                    "to": stats::format_date(args.to),
+                    "limit": args.limit,
+                }),
+            ),
+            result,
+            |t| serde_json::json!({"rows": t.rows.len()}),
+        )
+        .await
+    }
+
+    /// Recomputes the daily summaries of every day that changed (no audit: it derives aggregates
+    /// from data already held, and acts on no subject).
+    pub async fn rollups_run(&self) -> Result<RollupReport, AdminError> {
+        rollup::run_once(self.db()?, &self.clock)
+            .await
+            .map_err(|e| match e {
+                stats::RunError::ClickHouse(e) if is_connection(&e) => {
+                    AdminError::Unavailable(e.to_string())
+                }
+                other => AdminError::Failed(other.to_string()),
+            })
     }
 
     /// Re-reads the block list from ClickHouse (no audit: it changes nothing).

@@ -41,6 +41,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub privacy: PrivacyConfig,
     pub retention: RetentionConfig,
+    pub rollups: RollupConfig,
     pub admin: AdminConfig,
     /// Log filter in `tracing` syntax. `FOOTFALL_LOG`.
     pub log: String,
@@ -67,6 +68,12 @@ pub struct ClickHouseConfig {
     pub admin_user: Option<String>,
     /// `FOOTFALL_CLICKHOUSE_ADMIN_PASSWORD`.
     pub admin_password: Option<String>,
+    /// The account the dashboards and the stats API read with (the analyst role of
+    /// `deploy/clickhouse/`: SELECT on the analytic tables only); unset: the admin account.
+    /// `FOOTFALL_CLICKHOUSE_ANALYST_USER`.
+    pub analyst_user: Option<String>,
+    /// `FOOTFALL_CLICKHOUSE_ANALYST_PASSWORD`.
+    pub analyst_password: Option<String>,
     /// Rows per INSERT before it is ended. `FOOTFALL_BATCH_MAX_ROWS`.
     pub batch_max_rows: u64,
     /// Uncompressed bytes per INSERT before it is ended. `FOOTFALL_BATCH_MAX_BYTES`.
@@ -175,9 +182,31 @@ pub struct RetentionConfig {
     pub events_days: u32,
     /// `audit_log`. `FOOTFALL_RETENTION_AUDIT_DAYS`.
     pub audit_days: u32,
+    /// `sessions` (per-session aggregates with pseudonymous ids). `FOOTFALL_RETENTION_SESSIONS_DAYS`.
+    pub sessions_days: u32,
+    /// The daily rollups (`daily_stats`, `page_stats`, `dimension_stats`, `navigation`,
+    /// `outbound_links`, `day_changes`, `daily_summary`, `session_breakdown`): aggregates, no ids
+    /// in the clear. `FOOTFALL_RETENTION_ROLLUPS_DAYS`.
+    pub rollups_days: u32,
     /// Seconds between runs in `serve`; 0 disables the automatic runs.
     /// `FOOTFALL_RETENTION_INTERVAL_SECS`.
     pub interval_secs: u64,
+}
+
+/// The rollup job that keeps the daily summaries behind the dashboards' overview, time series,
+/// entry and exit pages and channels current (`src/rollup.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RollupConfig {
+    /// Seconds between runs in `serve`; 0 disables them (then run `footfall rollup run`).
+    /// `FOOTFALL_ROLLUP_INTERVAL_SECS`.
+    pub interval_secs: u64,
+}
+
+impl Default for RollupConfig {
+    fn default() -> Self {
+        Self { interval_secs: 60 }
+    }
 }
 
 /// Access to the admin and stats APIs.
@@ -235,6 +264,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             privacy: PrivacyConfig::default(),
             retention: RetentionConfig::default(),
+            rollups: RollupConfig::default(),
             admin: AdminConfig::default(),
             log: "info".into(),
         }
@@ -251,6 +281,8 @@ impl Default for ClickHouseConfig {
             password: String::new(),
             admin_user: None,
             admin_password: None,
+            analyst_user: None,
+            analyst_password: None,
             batch_max_rows: 50_000,
             batch_max_bytes: 16 * 1024 * 1024,
             batch_period_ms: 1_000,
@@ -293,6 +325,8 @@ impl Default for RetentionConfig {
         Self {
             events_days: 395,
             audit_days: 1825,
+            sessions_days: 395,
+            rollups_days: 1095,
             interval_secs: 3600,
         }
     }
@@ -443,6 +477,12 @@ impl Config {
         if let Some(v) = env.get("FOOTFALL_CLICKHOUSE_ADMIN_PASSWORD") {
             self.clickhouse.admin_password = Some(v.clone());
         }
+        if let Some(v) = get("FOOTFALL_CLICKHOUSE_ANALYST_USER") {
+            self.clickhouse.analyst_user = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = env.get("FOOTFALL_CLICKHOUSE_ANALYST_PASSWORD") {
+            self.clickhouse.analyst_password = Some(v.clone());
+        }
         if let Some(v) = get("FOOTFALL_COLLECT") {
             self.privacy.collect = split_list(&v).map(str::to_owned).collect();
         }
@@ -469,6 +509,15 @@ impl Config {
         }
         if let Some(v) = get("FOOTFALL_RETENTION_AUDIT_DAYS") {
             self.retention.audit_days = parse_env("FOOTFALL_RETENTION_AUDIT_DAYS", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_RETENTION_SESSIONS_DAYS") {
+            self.retention.sessions_days = parse_env("FOOTFALL_RETENTION_SESSIONS_DAYS", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_RETENTION_ROLLUPS_DAYS") {
+            self.retention.rollups_days = parse_env("FOOTFALL_RETENTION_ROLLUPS_DAYS", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_ROLLUP_INTERVAL_SECS") {
+            self.rollups.interval_secs = parse_env("FOOTFALL_ROLLUP_INTERVAL_SECS", &v)?;
         }
         if let Some(v) = get("FOOTFALL_RETENTION_INTERVAL_SECS") {
             self.retention.interval_secs = parse_env("FOOTFALL_RETENTION_INTERVAL_SECS", &v)?;

@@ -56,6 +56,27 @@ enum Cmd {
         #[command(subcommand)]
         action: RetentionCmd,
     },
+    /// Recompute the daily summaries of the days that changed (serve does this every
+    /// rollups.interval_secs).
+    Rollup {
+        #[command(subcommand)]
+        action: RollupCmd,
+    },
+    /// Run a named dashboard query (`schema/queries/`) and print its rows as JSON lines (audited).
+    Stats {
+        /// The query's name; `footfall stats list` lists them.
+        name: String,
+        #[arg(long)]
+        site: Option<String>,
+        /// First day, YYYY-MM-DD (default: 29 days before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD (default: today, UTC).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        limit: Option<String>,
+    },
     /// Read and check the audit log.
     Audit {
         #[command(subcommand)]
@@ -158,6 +179,12 @@ enum RetentionCmd {
 }
 
 #[derive(Subcommand)]
+enum RollupCmd {
+    /// Recompute now.
+    Run,
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// The newest records, newest first (reading is itself audited).
     List {
@@ -228,6 +255,21 @@ fn main() -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
                 Ok(())
             }
+            Cmd::Rollup {
+                action: RollupCmd::Run,
+            } => {
+                let (admin, _managed) = operator(&config, &env)?;
+                let report = admin.rollups_run().await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(())
+            }
+            Cmd::Stats {
+                name,
+                site,
+                from,
+                to,
+                limit,
+            } => run_stats(config, &env, &name, site, from, to, limit).await,
             Cmd::Audit { action } => run_audit(config, &env, action).await,
             Cmd::Token { action } => run_token(action),
         }
@@ -355,6 +397,40 @@ async fn run_subject(
         }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn run_stats(
+    config: Config,
+    env: &HashMap<String, String>,
+    name: &str,
+    site: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+) -> anyhow::Result<()> {
+    use footfall::stats;
+    if name == "list" {
+        for q in stats::queries() {
+            println!("{:<28} {}", q.name, q.description);
+        }
+        return Ok(());
+    }
+    let q = stats::find(name)?;
+    let today = stats::date_of_ms(footfall::clock::Clock::now_ms(&SystemClock));
+    let args = stats::Args::parse(
+        site.as_deref(),
+        from.as_deref(),
+        to.as_deref(),
+        limit.as_deref(),
+        today,
+    )?;
+    let (admin, _managed) = operator(&config, env)?;
+    let (table, _) = admin.stats_query(&actor(env), q, &args).await?;
+    println!("{}", serde_json::to_string(&table.columns)?);
+    for row in &table.rows {
+        println!("{}", serde_json::to_string(row)?);
+    }
     Ok(())
 }
 

@@ -17,26 +17,55 @@ use crate::subjects::{wait_for_mutations, SubjectError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
     pub table: &'static str,
-    /// A `DateTime` column; the table is `PARTITION BY toYYYYMM(column)`.
+    /// A `DateTime` or `Date` column; the table is `PARTITION BY toYYYYMM(column)`.
     pub column: &'static str,
+    /// Whether `column` is a `Date` (rows of the cutoff's day are kept whole).
+    pub date: bool,
     /// 0 keeps everything.
     pub days: u32,
 }
 
+/// The rollup tables (aggregates written by materialised views and the rollup job), by `day`.
+pub const ROLLUP_TABLES: &[&str] = &[
+    "daily_stats",
+    "page_stats",
+    "dimension_stats",
+    "navigation",
+    "outbound_links",
+    "day_changes",
+    "daily_summary",
+    "session_breakdown",
+];
+
 /// The rules of every table footfall keeps data in.
 pub fn rules(c: &RetentionConfig) -> Vec<Rule> {
-    vec![
+    let mut rules = vec![
         Rule {
             table: "events",
             column: "received_at",
+            date: false,
             days: c.events_days,
+        },
+        Rule {
+            table: "sessions",
+            column: "day",
+            date: true,
+            days: c.sessions_days,
         },
         Rule {
             table: "audit_log",
             column: "at",
+            date: false,
             days: c.audit_days,
         },
-    ]
+    ];
+    rules.extend(ROLLUP_TABLES.iter().map(|table| Rule {
+        table,
+        column: "day",
+        date: true,
+        days: c.rollups_days,
+    }));
+    rules
 }
 
 /// What one run did to one table.
@@ -112,9 +141,14 @@ pub async fn run(
                 report.rows_removed += rows;
             }
         }
+        let bound = if rule.date {
+            "toDate(toDateTime(?))"
+        } else {
+            "toDateTime(?)"
+        };
         let old: u64 = db
             .query(&format!(
-                "SELECT count() FROM {} WHERE {} < toDateTime(?)",
+                "SELECT count() FROM {} WHERE {} < {bound}",
                 rule.table, rule.column
             ))
             .bind(cutoff as u32)
@@ -122,7 +156,7 @@ pub async fn run(
             .await?;
         if old > 0 {
             db.query(&format!(
-                "ALTER TABLE {} DELETE WHERE {} < toDateTime(?)",
+                "ALTER TABLE {} DELETE WHERE {} < {bound}",
                 rule.table, rule.column
             ))
             .bind(cutoff as u32)
@@ -156,5 +190,19 @@ mod tests {
             assert!(r.iter().any(|x| x.table == t.table), "{}", t.table);
         }
         assert!(r.iter().any(|x| x.table == "audit_log"));
+        // Every table the analytics migration creates has a period.
+        let sql = crate::schema::MIGRATIONS
+            .iter()
+            .map(|m| m.sql)
+            .collect::<Vec<_>>()
+            .join("\n");
+        for line in sql.lines() {
+            if let Some(rest) = line.strip_prefix("CREATE TABLE IF NOT EXISTS ") {
+                let table = rest.split_whitespace().next().unwrap_or("");
+                if table != "subject_blocks" {
+                    assert!(r.iter().any(|x| x.table == table), "{table} has no retention rule");
+                }
+            }
+        }
     }
 }

@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "privacy",
         sql: include_str!("../schema/002_privacy.sql"),
     },
+    Migration {
+        version: 3,
+        name: "analytics",
+        sql: include_str!("../schema/003_analytics.sql"),
+    },
 ];
 
 /// Where applied migrations are recorded (created by `migrate` before the first migration).

@@ -46,6 +46,7 @@ pub struct Running {
     writer: Option<JoinHandle<()>>,
     janitor: JoinHandle<()>,
     housekeeping: JoinHandle<()>,
+    rollups: JoinHandle<()>,
     managed: Option<ManagedClickHouse>,
 }
 
@@ -67,6 +68,26 @@ pub fn admin_client(config: &Config, url: &str) -> Client {
         .with_database(&config.clickhouse.database)
         // Admin rows are few; 18.16 cannot validate, and current servers do not need to.
         .with_validation(false)
+}
+
+/// The client the stats API reads with: the analyst account when one is configured (SELECT on
+/// the analytic tables only), else the admin account.
+pub fn analyst_client(config: &Config, url: &str) -> Client {
+    let c = &config.clickhouse;
+    match &c.analyst_user {
+        Some(user) => {
+            let mut client = Client::default()
+                .with_url(url)
+                .with_user(user)
+                .with_database(&c.database)
+                .with_validation(false);
+            if let Some(p) = c.analyst_password.as_deref().filter(|p| !p.is_empty()) {
+                client = client.with_password(p);
+            }
+            client
+        }
+        None => admin_client(config, url),
+    }
 }
 
 /// The admin account without a database (for migrations, which may create it).
@@ -96,6 +117,7 @@ pub fn admin(
     let blocks = Arc::new(BlockList::load(&config.data_dir.join("blocks.json")));
     Admin::new(AdminParts {
         db: url.map(|u| admin_client(config, u)),
+        stats_db: url.map(|u| analyst_client(config, u)),
         config: config.clone(),
         secret: secret.to_vec(),
         blocks,
@@ -302,12 +324,17 @@ pub async fn start(
         }
     });
 
+    let admin_for_rollups = admin.clone();
     let housekeeping = tokio::spawn(housekeeping(
         admin,
         migrator.filter(|_| separate_admin && config.clickhouse.migrate_on_start),
         config.clickhouse.database.clone(),
         Duration::from_secs(config.privacy.blocklist_refresh_secs.max(1)),
         Duration::from_secs(config.retention.interval_secs),
+    ));
+    let rollups = tokio::spawn(rollups(
+        admin_for_rollups,
+        Duration::from_secs(config.rollups.interval_secs),
     ));
 
     tracing::info!(%addr, "footfall is listening");
@@ -322,6 +349,7 @@ pub async fn start(
         writer,
         janitor,
         housekeeping,
+        rollups,
         managed,
     })
 }
@@ -380,6 +408,26 @@ async fn housekeeping(
     }
 }
 
+/// Keeps the daily summaries current: every `every`, recomputes the days whose events changed
+/// (see `src/rollup.rs`). A failed run (ClickHouse down, schema not applied yet) waits for the next.
+async fn rollups(admin: Arc<Admin>, every: Duration) {
+    if every.is_zero() {
+        return;
+    }
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match admin.rollups_run().await {
+            Ok(r) if !r.days.is_empty() => {
+                tracing::debug!(days = r.days.len(), "daily summaries recomputed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "daily summaries not recomputed this time"),
+        }
+    }
+}
+
 impl Running {
     /// Stops accepting, lets in-flight requests finish, closes the spool, lets the writer deliver
     /// what it can within the flush timeout, stops a managed ClickHouse.
@@ -390,6 +438,8 @@ impl Running {
         let _ = self.janitor.await;
         self.housekeeping.abort();
         let _ = self.housekeeping.await;
+        self.rollups.abort();
+        let _ = self.rollups.await;
         let spool = self.spool.clone();
         tokio::task::spawn_blocking(move || spool.close()).await?;
         let _ = self.shutdown.send(true);

@@ -113,6 +113,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/subjects/export", web::post().to(export))
             .route("/subjects/{action}", web::post().to(change))
             .route("/retention/run", web::post().to(retention))
+            .route("/rollups/run", web::post().to(rollups))
             .route("/audit", web::get().to(audit))
             .default_service(web::to(unknown)),
     );
@@ -313,6 +314,15 @@ async fn retention(
     let p = authorize(&req, &state, Scope::Admin)?;
     let reports = state.admin.admin.retention_run(&p.name).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tables": reports })))
+}
+
+async fn rollups(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AdminApiError> {
+    authorize(&req, &state, Scope::Admin)?;
+    let report = state.admin.admin.rollups_run().await?;
+    Ok(HttpResponse::Ok().json(report))
 }
 
 #[derive(Deserialize)]

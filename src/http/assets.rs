@@ -11,6 +11,14 @@ use super::AppState;
 const TRACKER_JS: &[u8] = include_bytes!("../../tracker-js/dist/footfall.js");
 const PORTS_JS: &[u8] = include_bytes!("../../tracker-js/dist/footfall-ports.js");
 const DEMO_HTML: &[u8] = include_bytes!("../../tracker-js/demo/index.html");
+const DASHBOARD_HTML: &[u8] = include_bytes!("../../dashboard/dist/index.html");
+const DASHBOARD_JS: &[u8] = include_bytes!("../../dashboard/dist/app.js");
+const DASHBOARD_CSS: &[u8] = include_bytes!("../../dashboard/dist/app.css");
+
+/// The dashboard loads only its own script and style and talks only to this origin.
+const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+    frame-ancestors 'none'";
 
 /// One embedded file with its validator and a gzip copy made once at start.
 pub struct Asset {
@@ -37,6 +45,9 @@ pub struct Assets {
     pub tracker: Asset,
     pub ports: Asset,
     pub demo: Asset,
+    pub dashboard_html: Asset,
+    pub dashboard_js: Asset,
+    pub dashboard_css: Asset,
 }
 
 impl Default for Assets {
@@ -45,6 +56,9 @@ impl Default for Assets {
             tracker: Asset::new(TRACKER_JS),
             ports: Asset::new(PORTS_JS),
             demo: Asset::new(DEMO_HTML),
+            dashboard_html: Asset::new(DASHBOARD_HTML),
+            dashboard_js: Asset::new(DASHBOARD_JS),
+            dashboard_css: Asset::new(DASHBOARD_CSS),
         }
     }
 }
@@ -117,6 +131,46 @@ pub async fn demo(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         &req,
         &state.assets.demo,
         "text/html; charset=utf-8",
+        "no-cache",
+    )
+}
+
+/// The dashboard page: a static shell with no data in it; its data comes from `/api/stats/*`,
+/// which needs a token with the `stats` scope.
+pub async fn dashboard(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let mut res = serve(
+        &req,
+        &state.assets.dashboard_html,
+        "text/html; charset=utf-8",
+        "no-cache",
+    );
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DASHBOARD_CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
+}
+
+pub async fn dashboard_js(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    serve(
+        &req,
+        &state.assets.dashboard_js,
+        "application/javascript; charset=utf-8",
+        "no-cache",
+    )
+}
+
+pub async fn dashboard_css(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    serve(
+        &req,
+        &state.assets.dashboard_css,
+        "text/css; charset=utf-8",
         "no-cache",
     )
 }

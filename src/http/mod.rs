@@ -7,6 +7,7 @@ pub mod admin;
 pub mod assets;
 pub mod error;
 pub mod origin;
+pub mod stats;
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
@@ -71,6 +72,11 @@ impl AppState {
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(admin::routes)
+        .configure(stats::routes)
+        .route("/dashboard", get_or_head().to(assets::dashboard))
+        .route("/dashboard/", get_or_head().to(assets::dashboard))
+        .route("/dashboard/app.js", get_or_head().to(assets::dashboard_js))
+        .route("/dashboard/app.css", get_or_head().to(assets::dashboard_css))
         .service(
             web::resource("/api/event")
                 .route(web::post().to(ingest))

@@ -95,19 +95,34 @@ pub fn origin_of_url(url: &str) -> Option<&str> {
 #[derive(Debug, Clone, Default)]
 pub struct Sites {
     sites: HashMap<String, Vec<OriginPattern>>,
+    /// Site ids in configuration order.
+    ids: Vec<String>,
 }
 
 impl Sites {
     pub fn new(sites: &[(String, Vec<String>)]) -> Result<Self, String> {
         let mut map = HashMap::new();
+        let mut ids = Vec::new();
         for (id, origins) in sites {
             let patterns = origins
                 .iter()
                 .map(|o| OriginPattern::parse(o))
                 .collect::<Result<Vec<_>, _>>()?;
-            map.insert(id.clone(), patterns);
+            if map.insert(id.clone(), patterns).is_none() {
+                ids.push(id.clone());
+            }
         }
-        Ok(Self { sites: map })
+        Ok(Self { sites: map, ids })
+    }
+
+    /// The configured site ids, in configuration order.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// True when `site` is configured.
+    pub fn contains(&self, site: &str) -> bool {
+        self.sites.contains_key(site)
     }
 
     /// True when `site` is configured and `origin` is one of its origins.

@@ -6,6 +6,7 @@ mod mmdb;
 
 mod harness;
 
+mod analytics;
 mod bad_input;
 mod binary;
 mod collector;

@@ -1,0 +1,99 @@
+//! The rollup job: recomputes `daily_summary` and `session_breakdown` for every (site, day) whose
+//! events changed since the job last looked, from the tables the materialised views keep.
+//!
+//! Session metrics (sessions started, bounces, median length, entry and exit pages, channels) need
+//! whole sessions, which no per-INSERT view can see; everything else is kept current by the views.
+//! `day_changes` records when each day last received events (by the server's clock), and a day is
+//! recomputed when that is not older than its last summary. A day also depends on the next one
+//! (sessions running past midnight), so a change in the first hours of a day recomputes the day
+//! before as well. Late events replayed from a spool after an outage mark their own days changed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use clickhouse::Client;
+use serde::Serialize;
+
+use crate::clock::SharedClock;
+use crate::stats::{self, Value};
+
+/// A change this many seconds into a day can still belong to a session of the day before.
+const PREVIOUS_DAY_WINDOW_SECS: u32 = 6 * 3600;
+
+/// What one run recomputed.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RollupReport {
+    /// (site, day) pairs recomputed.
+    pub days: Vec<(String, String)>,
+}
+
+/// Recomputes the summaries of every changed day.
+pub async fn run_once(db: &Client, clock: &SharedClock) -> Result<RollupReport, stats::RunError> {
+    let changed: Vec<(String, String, u32)> = db
+        .query(
+            "SELECT site, toString(day), toUInt32(maxMerge(changed)) FROM day_changes GROUP BY site, day",
+        )
+        .fetch_all()
+        .await?;
+    let computed: Vec<(String, String, u32)> = db
+        .query(
+            "SELECT site, toString(day), toUInt32(max(computed_at)) FROM daily_summary GROUP BY site, day",
+        )
+        .fetch_all()
+        .await?;
+    let computed: HashMap<(String, String), u32> = computed
+        .into_iter()
+        .map(|(s, d, at)| ((s, d), at))
+        .collect();
+    let known: BTreeSet<(String, String)> = changed
+        .iter()
+        .map(|(s, d, _)| (s.clone(), d.clone()))
+        .collect();
+    let mut due: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for (site, day, at) in &changed {
+        let key = (site.clone(), day.clone());
+        // Equal seconds count as changed: the INSERT may have come just after the summary read.
+        if computed.get(&key).is_some_and(|done| *done > *at) {
+            continue;
+        }
+        if let Some(date) = stats::parse_date(day) {
+            let midnight = (date.to_julian_day() as i64 - 2_440_588) * 86_400;
+            if (*at as i64) < midnight + PREVIOUS_DAY_WINDOW_SECS as i64 {
+                if let Some(prev) = date.previous_day() {
+                    let prev_key = (site.clone(), stats::format_date(prev));
+                    if known.contains(&prev_key) {
+                        due.insert(prev_key, ());
+                    }
+                }
+            }
+        }
+        due.insert(key, ());
+    }
+    let mut report = RollupReport::default();
+    for ((site, day), ()) in due {
+        recompute_day(db, &site, &day, clock).await?;
+        report.days.push((site, day));
+    }
+    Ok(report)
+}
+
+/// Writes a new version of one day's summary and breakdown.
+pub async fn recompute_day(
+    db: &Client,
+    site: &str,
+    day: &str,
+    clock: &SharedClock,
+) -> Result<(), stats::RunError> {
+    let date = stats::parse_date(day)
+        .ok_or_else(|| stats::StatsError::BadParameter(format!("not a date: {day}")))?;
+    // Versions only need to grow; milliseconds do, across instances sharing the tables too.
+    let version = clock.now_ms().max(0) as u64;
+    let values = HashMap::from([
+        ("site", Value::String(site.to_owned())),
+        ("day", Value::Date(date)),
+        ("version", Value::UInt(version)),
+    ]);
+    for sql in [stats::DAILY_SUMMARY_SQL, stats::SESSION_BREAKDOWN_SQL] {
+        stats::query(db, sql, &values)?.execute().await?;
+    }
+    Ok(())
+}
