@@ -294,3 +294,22 @@ CREATE TABLE IF NOT EXISTS session_breakdown
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(day)
 ORDER BY (site, day, dimension, value);
+
+-- Per site, day and value of a dimension (`page` for paths, and every dimension of
+-- dimension_stats): events, page views and the day's distinct visitors, as plain numbers. Written
+-- by the rollup job from page_stats and dimension_stats, so the breakdowns read numbers instead of
+-- merging a set of visitor ids per value; queries read only the newest version of each day.
+CREATE TABLE IF NOT EXISTS daily_breakdown
+(
+    site String,
+    day Date,
+    version UInt64,
+    dimension String,
+    value String,
+    events UInt64,
+    pageviews UInt64,
+    visitors UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(day)
+ORDER BY (site, day, dimension, value);

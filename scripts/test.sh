@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of footfall, from a fresh Debian/Ubuntu machine: installs what is missing, then runs
 # the Rust unit and integration tests (real ClickHouse 18.16, fault tests included), a bounded
-# fuzzing run, the schema on ClickHouse 26.x (chdb-core), and the tracker's Node and real-Chromium
+# fuzzing run, the schema, named queries and Grafana dashboard on ClickHouse 18.16 and 26.x
+# (chdb-core), the deployment files, and the tracker's and dashboard's Node and real-Chromium
 # tests (through the collector into ClickHouse).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,8 +36,22 @@ bash tests/clickhouse_users/check.sh
 echo "== Schema and queries on current ClickHouse (chdb-core)"
 python3 tests/chdb/check_schema.py target/release/footfall
 
+echo "== Named queries, rollups and the Grafana dashboard on 18.16 and 26.x (known answers)"
+python3 scripts/grafana-dashboard.py --check
+python3 tests/analytics/check.py target/release/footfall
+
+echo "== Deployment files (compose, Kubernetes, systemd, Dockerfile; ClickHouse configs on a real server)"
+bash tests/deploy/check.sh
+
 echo "== tracker-js: build check, unit tests, real Chromium"
 cd tracker-js
+npm ci --no-audit --no-fund --loglevel=error
+npm run check
+npm test
+FOOTFALL_BIN="$PWD/../target/release/footfall" npm run test:e2e
+
+echo "== dashboard: build check, unit tests, real Chromium (mock API and the real collector)"
+cd ../dashboard
 npm ci --no-audit --no-fund --loglevel=error
 npm run check
 npm test

@@ -300,6 +300,8 @@ fn config_xml(dir: &Path, http_port: u16, tcp_port: u16) -> String {
   <http_port>{http_port}</http_port>
   <tcp_port>{tcp_port}</tcp_port>
   <listen_host>127.0.0.1</listen_host>
+  <!-- Days in the rollups and dashboards are UTC days, whatever the machine's zone. -->
+  <timezone>UTC</timezone>
   <path>{d}/data/</path>
   <tmp_path>{d}/tmp/</tmp_path>
   <user_files_path>{d}/user_files/</user_files_path>

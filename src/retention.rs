@@ -35,6 +35,7 @@ pub const ROLLUP_TABLES: &[&str] = &[
     "day_changes",
     "daily_summary",
     "session_breakdown",
+    "daily_breakdown",
 ];
 
 /// The rules of every table footfall keeps data in.

@@ -1,10 +1,13 @@
-//! The rollup job: recomputes `daily_summary` and `session_breakdown` for every (site, day) whose
-//! events changed since the job last looked, from the tables the materialised views keep.
+//! The rollup job: recomputes `daily_summary`, `session_breakdown` and `daily_breakdown` for every
+//! (site, day) whose events changed since the job last looked, from the tables the materialised
+//! views keep.
 //!
 //! Session metrics (sessions started, bounces, median length, entry and exit pages, channels) need
-//! whole sessions, which no per-INSERT view can see; everything else is kept current by the views.
+//! whole sessions, which no per-INSERT view can see. Distinct visitors per page and per dimension
+//! value are kept by the views as sets of ids, which are costly to merge at query time over many
+//! days; the job turns each day's sets into plain numbers once, so the dashboards read numbers.
 //! `day_changes` records when each day last received events (by the server's clock), and a day is
-//! recomputed when that is not older than its last summary. A day also depends on the next one
+//! recomputed until a summary was computed more than a few seconds after that. A day also depends on the next one
 //! (sessions running past midnight), so a change in the first hours of a day recomputes the day
 //! before as well. Late events replayed from a spool after an outage mark their own days changed.
 
@@ -18,6 +21,10 @@ use crate::stats::{self, Value};
 
 /// A change this many seconds into a day can still belong to a session of the day before.
 const PREVIOUS_DAY_WINDOW_SECS: u32 = 6 * 3600;
+/// `day_changes` is written by one view of an INSERT and the tables a summary reads by others,
+/// which may finish a little later: a day counts as summarised only by a run this long after its
+/// last change, and every run before that recomputes it again.
+const SETTLE_SECS: u32 = 10;
 
 /// What one run recomputed.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -51,8 +58,10 @@ pub async fn run_once(db: &Client, clock: &SharedClock) -> Result<RollupReport, 
     let mut due: BTreeMap<(String, String), ()> = BTreeMap::new();
     for (site, day, at) in &changed {
         let key = (site.clone(), day.clone());
-        // Equal seconds count as changed: the INSERT may have come just after the summary read.
-        if computed.get(&key).is_some_and(|done| *done > *at) {
+        if computed
+            .get(&key)
+            .is_some_and(|done| *done > at.saturating_add(SETTLE_SECS))
+        {
             continue;
         }
         if let Some(date) = stats::parse_date(day) {
@@ -92,7 +101,11 @@ pub async fn recompute_day(
         ("day", Value::Date(date)),
         ("version", Value::UInt(version)),
     ]);
-    for sql in [stats::DAILY_SUMMARY_SQL, stats::SESSION_BREAKDOWN_SQL] {
+    for sql in [
+        stats::DAILY_SUMMARY_SQL,
+        stats::SESSION_BREAKDOWN_SQL,
+        stats::DAILY_BREAKDOWN_SQL,
+    ] {
         stats::query(db, sql, &values)?.execute().await?;
     }
     Ok(())

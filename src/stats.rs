@@ -12,36 +12,47 @@ use std::sync::OnceLock;
 use clickhouse::Client;
 use serde::Serialize;
 
+/// A named query's file: its name (the file name) and text.
+macro_rules! query_file {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../schema/queries/", $name, ".sql")),
+        )
+    };
+}
+
 /// The named queries, in dashboard order.
-const QUERY_FILES: &[&str] = &[
-    include_str!("../schema/queries/overview.sql"),
-    include_str!("../schema/queries/timeseries.sql"),
-    include_str!("../schema/queries/top_pages.sql"),
-    include_str!("../schema/queries/entry_pages.sql"),
-    include_str!("../schema/queries/exit_pages.sql"),
-    include_str!("../schema/queries/outbound_links.sql"),
-    include_str!("../schema/queries/referrers.sql"),
-    include_str!("../schema/queries/channels.sql"),
-    include_str!("../schema/queries/navigation.sql"),
-    include_str!("../schema/queries/countries.sql"),
-    include_str!("../schema/queries/regions.sql"),
-    include_str!("../schema/queries/providers.sql"),
-    include_str!("../schema/queries/browsers.sql"),
-    include_str!("../schema/queries/os.sql"),
-    include_str!("../schema/queries/devices.sql"),
-    include_str!("../schema/queries/screens.sql"),
-    include_str!("../schema/queries/languages.sql"),
-    include_str!("../schema/queries/timezones.sql"),
-    include_str!("../schema/queries/cpu_architectures.sql"),
-    include_str!("../schema/queries/automation.sql"),
-    include_str!("../schema/queries/fingerprints_multi_visitor.sql"),
-    include_str!("../schema/queries/visitors_multi_fingerprint.sql"),
-    include_str!("../schema/queries/sessions_per_user.sql"),
+const QUERY_FILES: &[(&str, &str)] = &[
+    query_file!("overview"),
+    query_file!("timeseries"),
+    query_file!("top_pages"),
+    query_file!("entry_pages"),
+    query_file!("exit_pages"),
+    query_file!("outbound_links"),
+    query_file!("referrers"),
+    query_file!("channels"),
+    query_file!("navigation"),
+    query_file!("countries"),
+    query_file!("regions"),
+    query_file!("providers"),
+    query_file!("browsers"),
+    query_file!("os"),
+    query_file!("devices"),
+    query_file!("screens"),
+    query_file!("languages"),
+    query_file!("timezones"),
+    query_file!("cpu_architectures"),
+    query_file!("automation"),
+    query_file!("fingerprints_multi_visitor"),
+    query_file!("visitors_multi_fingerprint"),
+    query_file!("sessions_per_user"),
 ];
 
 /// The statements of the rollup job.
 pub const DAILY_SUMMARY_SQL: &str = include_str!("../schema/rollups/daily_summary.sql");
 pub const SESSION_BREAKDOWN_SQL: &str = include_str!("../schema/rollups/session_breakdown.sql");
+pub const DAILY_BREAKDOWN_SQL: &str = include_str!("../schema/rollups/daily_breakdown.sql");
 
 /// The largest `limit` a caller may ask for.
 pub const MAX_LIMIT: u32 = 1000;
@@ -298,7 +309,7 @@ pub fn queries() -> &'static [NamedQuery] {
     PARSED.get_or_init(|| {
         QUERY_FILES
             .iter()
-            .filter_map(|sql| match parse_file(sql) {
+            .filter_map(|(_, sql)| match parse_file(sql) {
                 Ok(q) => Some(q),
                 Err(e) => {
                     tracing::error!(error = %e, "a named query file is malformed and is left out");
@@ -462,7 +473,8 @@ mod tests {
     #[test]
     fn every_query_file_parses_and_declares_what_it_uses() {
         assert_eq!(queries().len(), QUERY_FILES.len());
-        for q in queries() {
+        for ((file, _), q) in QUERY_FILES.iter().zip(queries()) {
+            assert_eq!(q.name, *file, "a query is named after its file");
             assert!(!q.title.is_empty(), "{}", q.name);
             assert!(!q.description.is_empty(), "{}", q.name);
             assert!(!q.columns.is_empty(), "{}", q.name);
@@ -470,7 +482,7 @@ mod tests {
                 assert!(["site", "from", "to", "limit"].contains(&p.as_str()), "{}", q.name);
             }
         }
-        for sql in [DAILY_SUMMARY_SQL, SESSION_BREAKDOWN_SQL] {
+        for sql in [DAILY_SUMMARY_SQL, SESSION_BREAKDOWN_SQL, DAILY_BREAKDOWN_SQL] {
             parse_file(sql).unwrap();
         }
         let names: std::collections::BTreeSet<_> = queries().iter().map(|q| &q.name).collect();

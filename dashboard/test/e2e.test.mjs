@@ -87,7 +87,9 @@ test('dashboard e2e: seeded traffic -> collector -> ClickHouse -> /dashboard in 
     FOOTFALL_TRUSTED_PROXIES: '127.0.0.1/32',
     FOOTFALL_RATE_PER_SECOND: '100000',
     FOOTFALL_RATE_BURST: '100000',
-    FOOTFALL_BATCH_PERIOD_MS: '200'
+    FOOTFALL_BATCH_PERIOD_MS: '200',
+    // The overview and entry pages come from the rollup job: run it every second here.
+    FOOTFALL_ROLLUP_INTERVAL_SECS: '1'
   }, extCH ? { FOOTFALL_CLICKHOUSE_URL: extCH, FOOTFALL_CLICKHOUSE_DATABASE: db } : {});
 
   const collector = startCollector(env);

@@ -29,23 +29,34 @@ REVOKE ALL ON *.* FROM footfall_admin_role;
 
 -- footfall_ingest_role: the collector's delivery path. It writes events, reads the schema version
 -- (readiness) and the subject block list. Nothing else: no DDL, no ALTER (so no DELETE/UPDATE
--- mutations), no DROP/TRUNCATE, no reading events or audit_log, no table functions.
+-- mutations), no DROP/TRUNCATE, no reading audit_log, no table functions. Of events it may read
+-- only the four key columns with which the writer checks, after a failed INSERT or a restart,
+-- whether rows already landed (exactly-once delivery); never a URL, title or any other column.
+-- The materialised views that fill the rollups run as the user who created them (the admin role:
+-- SQL SECURITY DEFINER is the default), so inserting into events needs no rights on those tables.
 GRANT INSERT ON footfall.events TO footfall_ingest_role;
+GRANT SELECT(site, received_at, visitor_id, event_id) ON footfall.events TO footfall_ingest_role;
 GRANT SELECT ON footfall.schema_migrations TO footfall_ingest_role;
 GRANT SELECT ON footfall.subject_blocks TO footfall_ingest_role;
 
--- footfall_analyst_role: reads the analytic tables only, never audit_log or subject_blocks; no
--- writes of any kind. sessions, navigation, outbound_links and daily_stats do not exist yet:
--- ClickHouse accepts grants on tables that do not exist, and they apply once the tables are made.
+-- footfall_analyst_role: reads the analytic tables only (what schema/queries/ and the dashboards
+-- read), never audit_log, subject_blocks or footfall's bookkeeping; no writes of any kind. It is
+-- what footfall's stats API uses when clickhouse.analyst_user is set, and what Grafana should use.
 GRANT SELECT ON footfall.events TO footfall_analyst_role;
 GRANT SELECT ON footfall.sessions TO footfall_analyst_role;
 GRANT SELECT ON footfall.navigation TO footfall_analyst_role;
 GRANT SELECT ON footfall.outbound_links TO footfall_analyst_role;
 GRANT SELECT ON footfall.daily_stats TO footfall_analyst_role;
+GRANT SELECT ON footfall.page_stats TO footfall_analyst_role;
+GRANT SELECT ON footfall.dimension_stats TO footfall_analyst_role;
+GRANT SELECT ON footfall.daily_summary TO footfall_analyst_role;
+GRANT SELECT ON footfall.session_breakdown TO footfall_analyst_role;
 
 -- footfall_admin_role: footfall's admin side in database footfall.
---   migrations:               CREATE DATABASE, CREATE TABLE, ALTER (ADD/MODIFY COLUMN ...), INSERT
---                             and SELECT on schema_migrations
+--   migrations:               CREATE DATABASE, CREATE TABLE, CREATE VIEW (the materialised views
+--                             that keep the rollups; they then insert with this role's rights),
+--                             ALTER (ADD/MODIFY COLUMN ...), INSERT and SELECT on schema_migrations
+--   rollup job:               SELECT on the rollups, INSERT into daily_summary/session_breakdown
 --   data-subject requests:    SELECT (access), ALTER UPDATE / ALTER DELETE on events (correction,
 --                             erasure mutations), INSERT into audit_log and subject_blocks,
 --                             SELECT on system.mutations (waits for the mutations)
@@ -57,6 +68,7 @@ GRANT SELECT ON footfall.daily_stats TO footfall_analyst_role;
 -- It gets no DROP TABLE, DROP DATABASE, TRUNCATE or OPTIMIZE: run such maintenance as a DBA.
 GRANT CREATE DATABASE ON footfall.* TO footfall_admin_role;
 GRANT CREATE TABLE ON footfall.* TO footfall_admin_role;
+GRANT CREATE VIEW ON footfall.* TO footfall_admin_role;
 GRANT SELECT, INSERT ON footfall.* TO footfall_admin_role;
 GRANT ALTER TABLE ON footfall.* TO footfall_admin_role;
 GRANT SELECT ON system.mutations TO footfall_admin_role;

@@ -3,15 +3,16 @@
 -- answers: Visitors by processor architecture and bitness (client hints, else platform).
 -- params: site String, from Date, to Date, limit UInt32
 -- columns: arch, bitness, visitors
--- source: dimension_stats (materialised view, current as events land)
-SELECT splitByChar('\t', value)[1] AS arch, splitByChar('\t', value)[2] AS bitness, sum(v) AS visitors
-FROM
-(
-    SELECT day, value, uniqExactMerge(visitors) AS v
-    FROM dimension_stats
-    WHERE site = {site:String} AND dimension = 'arch' AND day >= {from:Date} AND day <= {to:Date}
-    GROUP BY day, value
-)
+-- source: daily_breakdown (rollup job)
+SELECT splitByChar('\t', value)[1] AS arch, splitByChar('\t', value)[2] AS bitness, sum(visitors) AS visitors
+FROM daily_breakdown
+WHERE site = {site:String} AND dimension = 'arch' AND day >= {from:Date} AND day <= {to:Date}
+  AND (site, day, version) IN
+  (
+      SELECT site, day, max(version) FROM daily_breakdown
+      WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date}
+      GROUP BY site, day
+  )
 GROUP BY value
 ORDER BY visitors DESC, value
 LIMIT {limit:UInt32}

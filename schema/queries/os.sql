@@ -3,15 +3,16 @@
 -- answers: Visitors by operating system.
 -- params: site String, from Date, to Date, limit UInt32
 -- columns: os, visitors
--- source: dimension_stats (materialised view, current as events land)
-SELECT value AS os, sum(v) AS visitors
-FROM
-(
-    SELECT day, value, uniqExactMerge(visitors) AS v
-    FROM dimension_stats
-    WHERE site = {site:String} AND dimension = 'os' AND day >= {from:Date} AND day <= {to:Date}
-    GROUP BY day, value
-)
+-- source: daily_breakdown (rollup job)
+SELECT value AS os, sum(visitors) AS visitors
+FROM daily_breakdown
+WHERE site = {site:String} AND dimension = 'os' AND day >= {from:Date} AND day <= {to:Date}
+  AND (site, day, version) IN
+  (
+      SELECT site, day, max(version) FROM daily_breakdown
+      WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date}
+      GROUP BY site, day
+  )
 GROUP BY value
 ORDER BY visitors DESC, value
 LIMIT {limit:UInt32}

@@ -3,15 +3,16 @@
 -- answers: Visitors by first-level region (ISO 3166-2 code and name from GeoIP).
 -- params: site String, from Date, to Date, limit UInt32
 -- columns: country, region_code, region_name, visitors
--- source: dimension_stats (materialised view, current as events land)
-SELECT splitByChar('\t', value)[1] AS country, splitByChar('\t', value)[2] AS region_code, splitByChar('\t', value)[3] AS region_name, sum(v) AS visitors
-FROM
-(
-    SELECT day, value, uniqExactMerge(visitors) AS v
-    FROM dimension_stats
-    WHERE site = {site:String} AND dimension = 'region' AND day >= {from:Date} AND day <= {to:Date}
-    GROUP BY day, value
-)
+-- source: daily_breakdown (rollup job)
+SELECT splitByChar('\t', value)[1] AS country, splitByChar('\t', value)[2] AS region_code, splitByChar('\t', value)[3] AS region_name, sum(visitors) AS visitors
+FROM daily_breakdown
+WHERE site = {site:String} AND dimension = 'region' AND day >= {from:Date} AND day <= {to:Date}
+  AND (site, day, version) IN
+  (
+      SELECT site, day, max(version) FROM daily_breakdown
+      WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date}
+      GROUP BY site, day
+  )
 GROUP BY value
 ORDER BY visitors DESC, value
 LIMIT {limit:UInt32}

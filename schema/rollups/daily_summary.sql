@@ -16,7 +16,7 @@ FROM
     FROM daily_stats
     WHERE site = {site:String} AND day = {day:Date}
     GROUP BY site, day
-)
+) AS d
 ANY LEFT JOIN
 (
     SELECT site, first_day AS day, count() AS sessions, countIf(pages <= 1) AS bounces,
@@ -33,4 +33,4 @@ ANY LEFT JOIN
     )
     WHERE first_day = {day:Date}
     GROUP BY site, first_day
-) USING (site, day)
+) AS s USING (site, day)

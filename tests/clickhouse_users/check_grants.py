@@ -36,18 +36,23 @@ SCHEMA_MIGRATIONS_DDL = (
 EXPECTED_GRANTS = {
     "ingest": [
         "GRANT INSERT ON footfall.events TO default",
+        "GRANT SELECT(site, received_at, visitor_id, event_id) ON footfall.events TO default",
         "GRANT SELECT ON footfall.schema_migrations TO default",
         "GRANT SELECT ON footfall.subject_blocks TO default",
     ],
     "analyst": [
         "GRANT SELECT ON footfall.daily_stats TO default",
+        "GRANT SELECT ON footfall.daily_summary TO default",
+        "GRANT SELECT ON footfall.dimension_stats TO default",
         "GRANT SELECT ON footfall.events TO default",
         "GRANT SELECT ON footfall.navigation TO default",
         "GRANT SELECT ON footfall.outbound_links TO default",
+        "GRANT SELECT ON footfall.page_stats TO default",
+        "GRANT SELECT ON footfall.session_breakdown TO default",
         "GRANT SELECT ON footfall.sessions TO default",
     ],
     "admin": [
-        "GRANT SELECT, INSERT, ALTER TABLE, CREATE DATABASE, CREATE TABLE ON footfall.* TO default",
+        "GRANT SELECT, INSERT, ALTER TABLE, CREATE DATABASE, CREATE TABLE, CREATE VIEW ON footfall.* TO default",
         "GRANT SELECT ON system.mutations TO default",
         "GRANT SELECT ON system.parts TO default",
         "REVOKE ALTER UPDATE, ALTER MODIFY COLUMN, ALTER DROP COLUMN, ALTER CLEAR COLUMN, "
@@ -114,7 +119,10 @@ def rendered_schema(lc="LowCardinality(String)"):
 
 def in_footfall(st):
     """footfall runs its migrations with the database set; here the table names are qualified."""
-    return re.sub(r"^CREATE TABLE IF NOT EXISTS (\w+)", r"CREATE TABLE IF NOT EXISTS footfall.\1", st, count=1)
+    st = re.sub(r"^CREATE TABLE IF NOT EXISTS (\w+)", r"CREATE TABLE IF NOT EXISTS footfall.\1", st, count=1)
+    st = re.sub(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+)",
+                r"CREATE MATERIALIZED VIEW IF NOT EXISTS footfall.\1 TO footfall.\2", st, count=1)
+    return re.sub(r"\bFROM events\b", "FROM footfall.events", st)
 
 
 # ---------------------------------------------------------------- one phase, in its own process
@@ -229,8 +237,8 @@ def phase(name, data_dir, conf_dir):
         ok("admin: reads system.mutations", "SELECT command, is_done FROM system.mutations WHERE database = 'footfall'")
         ok("admin: reads system.parts", "SELECT partition, rows FROM system.parts WHERE database = 'footfall' AND active")
         ok("admin: ALTER TABLE ADD COLUMN (a later migration)", "ALTER TABLE footfall.subject_blocks ADD COLUMN IF NOT EXISTS note String")
-        ok("admin: CREATE TABLE daily_stats (a future analytic table)",
-           "CREATE TABLE IF NOT EXISTS footfall.daily_stats (day Date, site String, views UInt64) ENGINE = MergeTree ORDER BY (site, day)")
+        ok("admin: CREATE TABLE (a future migration's table)",
+           "CREATE TABLE IF NOT EXISTS footfall.future_rollup (day Date, site String, views UInt64) ENGINE = MergeTree ORDER BY (site, day)")
         denied("admin: ALTER TABLE audit_log UPDATE", "ALTER TABLE footfall.audit_log UPDATE actor = 'x' WHERE 1")
         denied("admin: UPDATE audit_log (lightweight)", "UPDATE footfall.audit_log SET actor = 'x' WHERE 1")
         denied("admin: TRUNCATE audit_log", "TRUNCATE TABLE footfall.audit_log")
@@ -257,7 +265,12 @@ def phase(name, data_dir, conf_dir):
            "DESCRIBE TABLE footfall.events SETTINGS describe_include_subcolumns = 0")
         denied("ingest: CREATE TABLE IF NOT EXISTS schema_migrations (migrations need the admin user)",
                SCHEMA_MIGRATIONS_DDL)
-        denied("ingest: SELECT events", "SELECT count() FROM footfall.events")
+        ok("ingest: the writer's already-landed lookup (key columns only)",
+           "SELECT count() FROM footfall.events WHERE site = 'shop' AND toDate(received_at) = toDate(toDateTime(1)) "
+           "AND received_at = toDateTime(1) AND visitor_id = unhex('00') AND event_id = toUUID('00000000-0000-0000-0000-000000000000')")
+        denied("ingest: SELECT url FROM events", "SELECT url FROM footfall.events")
+        denied("ingest: SELECT * FROM events", "SELECT * FROM footfall.events")
+        denied("ingest: SELECT sessions", "SELECT count() FROM footfall.sessions")
         denied("ingest: SELECT audit_log", "SELECT count() FROM footfall.audit_log")
         denied("ingest: INSERT INTO audit_log", "INSERT INTO footfall.audit_log (action) VALUES ('forged')")
         denied("ingest: INSERT INTO subject_blocks", "INSERT INTO footfall.subject_blocks (site, id_kind, id_hash, blocked) VALUES ('shop', 'user', 'h', 0)")
@@ -279,12 +292,16 @@ def phase(name, data_dir, conf_dir):
     if name == "analyst":
         ok("analyst: SELECT count() FROM events", "SELECT count() FROM footfall.events")
         ok("analyst: SELECT daily_stats (table made after the grant)", "SELECT count() FROM footfall.daily_stats")
+        for t in ("sessions", "navigation", "outbound_links", "page_stats", "dimension_stats", "daily_summary", "session_breakdown"):
+            ok(f"analyst: SELECT {t}", f"SELECT count() FROM footfall.{t}")
+        denied("analyst: SELECT day_changes (bookkeeping)", "SELECT count() FROM footfall.day_changes")
+        denied("analyst: INSERT INTO daily_summary", "INSERT INTO footfall.daily_summary (site, day) VALUES ('shop', '2019-01-01')")
         denied("analyst: SELECT audit_log", "SELECT count() FROM footfall.audit_log")
         denied("analyst: SELECT subject_blocks", "SELECT count() FROM footfall.subject_blocks")
         denied("analyst: SELECT schema_migrations", "SELECT count() FROM footfall.schema_migrations")
         denied("analyst: INSERT INTO events",
                "INSERT INTO footfall.events (event_id, site, kind, received_at) VALUES (generateUUIDv4(), 'shop', 'pageview', now())")
-        denied("analyst: INSERT INTO daily_stats", "INSERT INTO footfall.daily_stats VALUES ('2019-01-01', 'shop', 1)")
+        denied("analyst: INSERT INTO daily_stats", "INSERT INTO footfall.daily_stats (site, day) VALUES ('shop', '2019-01-01')")
         denied("analyst: ALTER TABLE events DELETE", "ALTER TABLE footfall.events DELETE WHERE 1")
         denied("analyst: ALTER TABLE events UPDATE", "ALTER TABLE footfall.events UPDATE user_id = '' WHERE 1")
         denied("analyst: ALTER TABLE events DROP PARTITION", "ALTER TABLE footfall.events DROP PARTITION 201902")
@@ -306,7 +323,7 @@ def quote(s):
 
 
 def schema_name(st):
-    m = re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", st)
+    m = re.search(r"CREATE (?:TABLE|MATERIALIZED VIEW) IF NOT EXISTS (?:footfall\.)?(\w+)", st)
     return m.group(1) if m else st[:30]
 
 

@@ -137,10 +137,13 @@ async fn collector(test: &str, clock: SharedClock) -> TestCollector {
     TestCollector::start_config(config, data_dir, clock).await
 }
 
-/// Waits until `n` events are in ClickHouse, then runs the rollup job through the admin API.
+/// Waits until ClickHouse acknowledged the INSERTs of `n` events (so every materialised view has
+/// them too: rows show in `events` before the views are written), then runs the rollup job
+/// through the admin API.
 async fn landed_and_rolled_up(c: &TestCollector, n: u64) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while c.count().await < n {
+    let metrics = c.running.as_ref().unwrap().metrics.clone();
+    while metrics.rows_inserted.get() < n {
         assert!(tokio::time::Instant::now() < deadline, "events did not land");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -460,7 +463,62 @@ async fn named_queries_answer_known_questions_about_seeded_visits() {
             assert!(rows.is_empty(), "{}: {rows:?}", q.name);
         }
     }
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        write_fixture(&c).await;
+    }
     c.shutdown().await;
+}
+
+/// `tests/fixtures/analytics/`: these events as stored, and every query's answers on them, for
+/// `tests/analytics/check.py` to replay on ClickHouse 26.x and through the Grafana dashboard.
+async fn write_fixture(c: &TestCollector) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analytics");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cols: Vec<(String, String)> = c
+        .db
+        .query("SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = 'events'")
+        .fetch_all()
+        .await
+        .unwrap();
+    let list = cols
+        .iter()
+        .map(|(n, t)| {
+            if t.starts_with("FixedString") {
+                format!("lower(hex({n})) AS {n}")
+            } else if t.starts_with("DateTime") {
+                // As a number: text would be in the server's time zone.
+                format!("toUInt32({n}) AS {n}")
+            } else {
+                n.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut cursor = c
+        .db
+        .query(&format!(
+            "SELECT {list} FROM (SELECT * FROM events) ORDER BY received_at, session_id, seq"
+        ))
+        .fetch_bytes("JSONEachRow")
+        .unwrap();
+    let events = cursor.collect().await.unwrap();
+    std::fs::write(dir.join("events.jsonl"), &events).unwrap();
+    let mut answers = Vec::new();
+    for (from, to) in [
+        ("2026-11-10", "2026-11-10"),
+        ("2026-11-10", "2026-11-11"),
+        ("2026-10-01", "2026-10-31"),
+    ] {
+        for q in footfall::stats::queries() {
+            let rows = stats(c, &q.name, from, to).await;
+            answers.push(json!({"query": q.name, "site": "shop", "from": from, "to": to, "limit": 50, "rows": rows}));
+        }
+    }
+    std::fs::write(
+        dir.join("answers.json"),
+        serde_json::to_string_pretty(&answers).unwrap() + "\n",
+    )
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

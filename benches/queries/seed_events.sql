@@ -1,0 +1,46 @@
+-- Synthetic events for the query benchmark (benches/queries/run.py): {rows} events of site `shop`
+-- over 30 days from 2026-11-01: sessions of 7 events (page views, engagement, outbound clicks), 4
+-- sessions per visitor, 50 paths, 5 referrers, 10 countries, 5 browsers, 2 % automated visitors, a
+-- tenth of visitors identified. Inserted through the materialised views like real events.
+INSERT INTO events (event_id, site, kind, received_at, client_ts, session_id, seq, url, host, path, referrer_host, prev_path, utm_source, utm_medium, engaged_ms, wall_ms, target_url, target_host, user_id, visitor_id, fingerprint_id, consent, country, region_code, region_name, asn, as_org, browser, os, device, timezone, languages, screen_w, screen_h, arch, bitness, automated, webdriver, server_flags)
+SELECT
+  toUUID(concat(substring(h, 1, 8), '-', substring(h, 9, 4), '-', substring(h, 13, 4), '-', substring(h, 17, 4), '-', substring(h, 21, 12))) AS event_id,
+  'shop' AS site,
+  multiIf(seq = 7, 'engagement', seq = 6 AND s % 5 = 0, 'outbound', seq > 1 AND s % 3 = 0, 'engagement', 'pageview') AS kind,
+  toDateTime(1793491200 + (s * 1811) % (30 * 86400) + seq * 20) AS received_at,
+  (1793491200 + (s * 1811) % (30 * 86400) + seq * 20) * 1000 AS client_ts,
+  concat('s', toString(s)) AS session_id,
+  toUInt32(seq) AS seq,
+  concat('https://shop.example', path) AS url,
+  'shop.example' AS host,
+  concat('/p', toString((s * 7 + seq * 13) % 50)) AS path,
+  if(seq = 1, ['', 'google.com', 'yandex.kz', 'facebook.com', 'news.example'][s % 5 + 1], '') AS referrer_host,
+  if(seq > 1, concat('/p', toString((s * 7 + (seq - 1) * 13) % 50)), '') AS prev_path,
+  if(s % 7 = 0, 'newsletter', '') AS utm_source,
+  if(s % 7 = 0, 'email', '') AS utm_medium,
+  if(seq = 7 OR (seq > 1 AND s % 3 = 0), toUInt32(1000 + (s % 60) * 1000), 0) AS engaged_ms,
+  if(seq = 7, toUInt32(5000 + (s % 90) * 1000), 0) AS wall_ms,
+  if(seq = 6 AND s % 5 = 0, concat('https://partner', toString(s % 4), '.example/x'), '') AS target_url,
+  if(seq = 6 AND s % 5 = 0, concat('partner', toString(s % 4), '.example'), '') AS target_host,
+  if(v % 10 = 0, lower(hex(MD5(toString(v)))), '') AS user_id,
+  toFixedString(substring(MD5(concat('v', toString(v))), 1, 16), 16) AS visitor_id,
+  toFixedString(substring(MD5(concat('f', toString(v % 200000))), 1, 16), 16) AS fingerprint_id,
+  'unset' AS consent,
+  ['KZ', 'RU', 'US', 'DE', 'UZ', 'KG', 'TR', 'CN', 'GB', 'FR'][v % 10 + 1] AS country,
+  concat(country, '-', toString(v % 5)) AS region_code,
+  concat('Region ', toString(v % 5)) AS region_name,
+  toUInt32(9000 + v % 30) AS asn,
+  concat('ISP ', toString(v % 30)) AS as_org,
+  ['Chrome', 'Safari', 'Firefox', 'Edge', 'Opera'][v % 5 + 1] AS browser,
+  ['Windows 10', 'Mac OSX', 'Android', 'iOS', 'Linux'][v % 5 + 1] AS os,
+  ['pc', 'smartphone', 'pc', 'smartphone', 'pc'][v % 5 + 1] AS device,
+  ['Asia/Almaty', 'Europe/Moscow', 'America/New_York', 'Europe/Berlin'][v % 4 + 1] AS timezone,
+  [['kk-KZ', 'ru'], ['ru-RU'], ['en-US', 'en'], ['de-DE', 'en']][v % 4 + 1] AS languages,
+  toUInt16([1920, 1366, 390, 1440, 2560][v % 5 + 1]) AS screen_w,
+  toUInt16([1080, 768, 844, 900, 1440][v % 5 + 1]) AS screen_h,
+  ['x86', 'arm', 'x86'][v % 3 + 1] AS arch,
+  '64' AS bitness,
+  toUInt8(v % 50 = 0) AS automated,
+  toUInt8(v % 100 = 0) AS webdriver,
+  if(v % 50 = 0, ['headless_ua'], emptyArrayString()) AS server_flags
+FROM (SELECT number, intDiv(number, 7) AS s, number % 7 + 1 AS seq, intDiv(intDiv(number, 7), 4) AS v, hex(MD5(toString(number))) AS h FROM system.numbers LIMIT {rows:UInt64})
