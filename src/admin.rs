@@ -226,8 +226,10 @@ impl Admin {
         r: &SubjectRequest,
     ) -> Result<ChangeReport, AdminError> {
         let s = self.subject(r)?;
-        let result =
-            async { Ok(subjects::delete(self.db()?, &s, self.mutation_timeout).await?) }.await;
+        let result = async {
+            Ok(subjects::delete(self.db()?, &s, self.mutation_timeout, &self.clock).await?)
+        }
+        .await;
         let (tables, row) = self
             .audited(
                 Self::entry(
@@ -288,10 +290,15 @@ impl Admin {
     ) -> Result<ChangeReport, AdminError> {
         let s = self.subject(r)?;
         let result = async {
-            Ok(
-                subjects::correct_user_id(self.db()?, &s, to, &self.ids, self.mutation_timeout)
-                    .await?,
+            Ok(subjects::correct_user_id(
+                self.db()?,
+                &s,
+                to,
+                &self.ids,
+                self.mutation_timeout,
+                &self.clock,
             )
+            .await?)
         }
         .await;
         let (tables, row) = self

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod managed;
 pub mod metrics;
 pub mod privacy;
+pub mod rebuild;
 pub mod retention;
 pub mod rollup;
 pub mod row;

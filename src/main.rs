@@ -82,6 +82,17 @@ enum Cmd {
         #[command(subcommand)]
         action: AuditCmd,
     },
+    /// Ask the running collector whether it is up (`/healthz`) or ready (`/readyz`, with --ready):
+    /// exits 0 on 200, 1 otherwise. For container health checks: it needs no curl, takes no lock
+    /// and starts nothing.
+    Health {
+        /// Check readiness (accepting events) instead of liveness.
+        #[arg(long)]
+        ready: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// API tokens for the admin and stats APIs.
     Token {
         #[command(subcommand)]
@@ -272,6 +283,25 @@ fn main() -> ExitCode {
             } => run_stats(config, &env, &name, site, from, to, limit).await,
             Cmd::Audit { action } => run_audit(config, &env, action).await,
             Cmd::Token { action } => run_token(action),
+            Cmd::Health {
+                ready,
+                timeout_secs,
+            } => {
+                let path = if ready { "/readyz" } else { "/healthz" };
+                let status = tokio::time::timeout(
+                    std::time::Duration::from_secs(timeout_secs.max(1)),
+                    probe(config.listen, path),
+                )
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("no answer from {} within {timeout_secs} s", config.listen)
+                })??;
+                if status != 200 {
+                    anyhow::bail!("{path} answered {status}");
+                }
+                println!("{path}: 200");
+                Ok(())
+            }
         }
     });
     match result {
@@ -473,6 +503,40 @@ async fn run_audit(
         }
     }
     Ok(())
+}
+
+/// GETs `path` from the collector listening on `listen` and returns the status code. A wildcard
+/// listen address (0.0.0.0, ::) is probed on loopback.
+async fn probe(listen: std::net::SocketAddr, path: &str) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut head = [0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        let read = stream.read(&mut head[n..]).await?;
+        if read == 0 {
+            break;
+        }
+        n += read;
+    }
+    // "HTTP/1.1 200 OK"
+    std::str::from_utf8(&head[..n])
+        .ok()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("{addr} did not answer HTTP"))
 }
 
 fn run_token(action: TokenCmd) -> anyhow::Result<()> {

@@ -201,7 +201,10 @@ mod tests {
             if let Some(rest) = line.strip_prefix("CREATE TABLE IF NOT EXISTS ") {
                 let table = rest.split_whitespace().next().unwrap_or("");
                 if table != "subject_blocks" {
-                    assert!(r.iter().any(|x| x.table == table), "{table} has no retention rule");
+                    assert!(
+                        r.iter().any(|x| x.table == table),
+                        "{table} has no retention rule"
+                    );
                 }
             }
         }

@@ -26,6 +26,25 @@ const PREVIOUS_DAY_WINDOW_SECS: u32 = 6 * 3600;
 /// last change, and every run before that recomputes it again.
 const SETTLE_SECS: u32 = 10;
 
+/// The tables the job writes; each day's rows carry the version of the run that wrote them.
+pub const SUMMARY_TABLES: [&str; 3] = ["daily_summary", "session_breakdown", "daily_breakdown"];
+
+/// A version higher than every one this process handed out and than the clock's microseconds:
+/// later runs win even when the clock stands still (tests) or two runs share a millisecond.
+pub fn next_version(clock: &SharedClock) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = (clock.now_ms().max(0) as u64).saturating_mul(1000);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
 /// What one run recomputed.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct RollupReport {
@@ -94,8 +113,8 @@ pub async fn recompute_day(
 ) -> Result<(), stats::RunError> {
     let date = stats::parse_date(day)
         .ok_or_else(|| stats::StatsError::BadParameter(format!("not a date: {day}")))?;
-    // Versions only need to grow; milliseconds do, across instances sharing the tables too.
-    let version = clock.now_ms().max(0) as u64;
+    // Versions only need to grow; time does, across instances sharing the tables too.
+    let version = next_version(clock);
     let values = HashMap::from([
         ("site", Value::String(site.to_owned())),
         ("day", Value::Date(date)),

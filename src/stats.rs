@@ -142,7 +142,11 @@ pub fn parse_file(sql: &'static str) -> Result<NamedQuery, StatsError> {
         return Err(StatsError::Malformed("no `-- name:` line".into()));
     }
     let mut params = Vec::new();
-    for p in get("params").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for p in get("params")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let (n, t) = p
             .split_once(' ')
             .ok_or_else(|| StatsError::Malformed(format!("{name}: parameter {p:?}")))?;
@@ -479,10 +483,18 @@ mod tests {
             assert!(!q.description.is_empty(), "{}", q.name);
             assert!(!q.columns.is_empty(), "{}", q.name);
             for (p, _) in &q.params {
-                assert!(["site", "from", "to", "limit"].contains(&p.as_str()), "{}", q.name);
+                assert!(
+                    ["site", "from", "to", "limit"].contains(&p.as_str()),
+                    "{}",
+                    q.name
+                );
             }
         }
-        for sql in [DAILY_SUMMARY_SQL, SESSION_BREAKDOWN_SQL, DAILY_BREAKDOWN_SQL] {
+        for sql in [
+            DAILY_SUMMARY_SQL,
+            SESSION_BREAKDOWN_SQL,
+            DAILY_BREAKDOWN_SQL,
+        ] {
             parse_file(sql).unwrap();
         }
         let names: std::collections::BTreeSet<_> = queries().iter().map(|q| &q.name).collect();
@@ -575,6 +587,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.columns, vec!["path", "n"]);
-        assert_eq!(t.rows, vec![vec![serde_json::json!("/"), serde_json::json!(3)]]);
+        assert_eq!(
+            t.rows,
+            vec![vec![serde_json::json!("/"), serde_json::json!(3)]]
+        );
     }
 }

@@ -260,6 +260,15 @@ pub async fn export(
             rows,
         });
     }
+    if table_exists(db, "sessions").await? {
+        let rows = export_sessions(db, s).await?;
+        tables.push(TableExport {
+            table: "sessions",
+            retention_days: ctx.retention.sessions_days,
+            row_count: rows.len(),
+            rows,
+        });
+    }
     let fields = Group::ALL
         .into_iter()
         .map(|g| {
@@ -285,7 +294,7 @@ pub async fn export(
                 columns: g.columns(),
                 source,
                 collected_for_site: ctx.policy.collect.contains(g),
-                stored_in: SUBJECT_TABLES.iter().map(|t| t.table).collect(),
+                stored_in: stored_in(g),
                 retention_days: ctx.retention.events_days,
             }
         })
@@ -301,9 +310,64 @@ pub async fn export(
     })
 }
 
+/// Where a field group's values about a subject are kept: every group in `events`, some also per
+/// session in `sessions`; the daily rollups count a subject among others but keep no row of it.
+fn stored_in(g: Group) -> Vec<&'static str> {
+    let mut tables: Vec<&'static str> = SUBJECT_TABLES.iter().map(|t| t.table).collect();
+    if matches!(
+        g,
+        Group::Pages
+            | Group::Location
+            | Group::Provider
+            | Group::Software
+            | Group::Identity
+            | Group::Fingerprint
+            | Group::Automation
+    ) {
+        tables.push("sessions");
+    }
+    tables
+}
+
 /// The subject's `events` rows as CSV with a header line.
 pub async fn export_csv(db: &Client, s: &Subject) -> Result<Vec<u8>, SubjectError> {
     fetch_text(db, "events", s, "CSVWithNames").await
+}
+
+/// The subject's sessions as one row each, merged from the `sessions` table.
+async fn export_sessions(db: &Client, s: &Subject) -> Result<Vec<serde_json::Value>, SubjectError> {
+    let mut cursor = s
+        .bind(db.query(&format!(
+            "SELECT session_id, toString(min(day)) AS day, toString(minMerge(start)) AS start, \
+             toString(maxMerge(end)) AS end, uniqExactIfMerge(pageviews) AS pageviews, \
+             arraySum(arrayMap(x -> toUInt64(x.2), groupUniqArrayIfMerge(engaged))) AS engaged_ms, \
+             argMinIfMerge(entry_path) AS entry_path, argMaxIfMerge(exit_path) AS exit_path, \
+             argMinIfMerge(entry_referrer_host) AS entry_referrer_host, \
+             argMinIfMerge(entry_utm_source) AS entry_utm_source, \
+             argMinIfMerge(entry_utm_medium) AS entry_utm_medium, \
+             argMinIfMerge(entry_utm_campaign) AS entry_utm_campaign, \
+             lower(hex(argMinMerge(visitor_id))) AS visitor_id, maxMerge(user_id) AS user_id, \
+             lower(hex(maxMerge(fingerprint_id))) AS fingerprint_id, argMinMerge(country) AS country, \
+             argMinMerge(region_code) AS region_code, argMinMerge(region_name) AS region_name, \
+             argMinMerge(asn) AS asn, argMinMerge(as_org) AS as_org, argMinMerge(isp) AS isp, \
+             argMinMerge(browser) AS browser, argMinMerge(os) AS os, argMinMerge(device) AS device, \
+             maxMerge(automated) AS automated \
+             FROM sessions WHERE site = ? AND session_id IN \
+             (SELECT session_id FROM events WHERE {} AND session_id != '') \
+             GROUP BY session_id ORDER BY start",
+            s.condition()
+        )).bind(s.site.as_str()))
+        .with_setting("output_format_json_quote_64bit_integers", "0")
+        .fetch_bytes("JSONEachRow")?;
+    let bytes = cursor.collect().await?;
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l)
+                .map_err(|e| SubjectError::BadRequest(format!("unreadable session row: {e}")))
+        })
+        .collect()
 }
 
 /// Waits until no mutation of `table` is pending.
@@ -389,13 +453,19 @@ async fn mutate(
     Ok(out)
 }
 
-/// Removes every row of `s` from every subject table and confirms by counting again.
+/// Removes every row of `s` from every subject table and confirms by counting again; then
+/// recomputes the sessions and daily rollups that counted those rows (`src/rebuild.rs`), and
+/// confirms that no session is attributed to the identifier any more.
 pub async fn delete(
     db: &Client,
     s: &Subject,
     timeout: Duration,
+    clock: &SharedClock,
 ) -> Result<Vec<TableCount>, SubjectError> {
-    mutate(db, s, Mutation::Delete, timeout).await
+    let scope = affected(db, s).await?;
+    let mut counts = mutate(db, s, Mutation::Delete, timeout).await?;
+    counts.extend(rebuild_after(db, s, &scope, timeout, clock).await?);
+    Ok(counts)
 }
 
 /// Re-assigns a wrong user id: rows of `s` (a user id) get `to` (a user id as the site knows it;
@@ -406,6 +476,7 @@ pub async fn correct_user_id(
     to: &str,
     ids: &IdHasher,
     timeout: Duration,
+    clock: &SharedClock,
 ) -> Result<Vec<TableCount>, SubjectError> {
     if s.kind != IdKind::UserId {
         return Err(SubjectError::BadRequest(
@@ -418,7 +489,75 @@ pub async fn correct_user_id(
             "the new user id is the same as the old one".into(),
         ));
     }
-    mutate(db, s, Mutation::SetUserId(&new_hash), timeout).await
+    let scope = affected(db, s).await?;
+    let mut counts = mutate(db, s, Mutation::SetUserId(&new_hash), timeout).await?;
+    counts.extend(rebuild_after(db, s, &scope, timeout, clock).await?);
+    Ok(counts)
+}
+
+/// The sessions and days holding the subject's events (read before they change).
+async fn affected(db: &Client, s: &Subject) -> Result<crate::rebuild::Scope, SubjectError> {
+    if !table_exists(db, "sessions").await? {
+        return Ok(crate::rebuild::Scope::default());
+    }
+    Ok(crate::rebuild::scope_of(db, &s.site, &s.condition(), |q| s.bind(q)).await?)
+}
+
+/// Recomputes the derived tables of `scope` and checks that no session still carries the
+/// identifier. Reports `sessions` (the subject's sessions before; still attributed after) and the
+/// rollup tables rewritten (their rows of the affected days, before and after).
+async fn rebuild_after(
+    db: &Client,
+    s: &Subject,
+    scope: &crate::rebuild::Scope,
+    timeout: Duration,
+    clock: &SharedClock,
+) -> Result<Vec<TableCount>, SubjectError> {
+    if scope.days.is_empty() && scope.sessions.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::rebuild::rebuild(db, scope, clock, timeout).await?;
+    let after = sessions_attributed(db, s, &scope.sessions).await?;
+    if after > 0 {
+        return Err(SubjectError::NotRemoved {
+            table: "sessions".into(),
+            remaining: after,
+        });
+    }
+    Ok(vec![TableCount {
+        table: "sessions".into(),
+        before: scope.sessions.len() as u64,
+        after,
+    }])
+}
+
+/// How many of `sessions` are still attributed to the subject in the `sessions` table.
+async fn sessions_attributed(
+    db: &Client,
+    s: &Subject,
+    sessions: &[String],
+) -> Result<u64, SubjectError> {
+    if sessions.is_empty() {
+        return Ok(0);
+    }
+    let value = match s.kind {
+        IdKind::UserId => "maxMerge(user_id) = ?",
+        IdKind::VisitorId => "argMinMerge(visitor_id) = unhex(?)",
+        IdKind::FingerprintId => "maxMerge(fingerprint_id) = unhex(?)",
+        IdKind::SessionId => "session_id = ?",
+        // Sessions keep no client id: the subject's sessions are those of its events, all gone.
+        IdKind::ClientId => return Ok(count(db, "events", s).await?),
+    };
+    Ok(db
+        .query(&format!(
+            "SELECT count() FROM (SELECT session_id FROM sessions WHERE site = ? AND has(?, session_id) \
+             GROUP BY session_id HAVING {value})"
+        ))
+        .bind(s.site.as_str())
+        .bind(sessions)
+        .bind(s.id.as_str())
+        .fetch_one()
+        .await?)
 }
 
 /// Records a block or unblock in `subject_blocks` (the latest change wins).

@@ -76,7 +76,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/dashboard", get_or_head().to(assets::dashboard))
         .route("/dashboard/", get_or_head().to(assets::dashboard))
         .route("/dashboard/app.js", get_or_head().to(assets::dashboard_js))
-        .route("/dashboard/app.css", get_or_head().to(assets::dashboard_css))
+        .route(
+            "/dashboard/app.css",
+            get_or_head().to(assets::dashboard_css),
+        )
         .service(
             web::resource("/api/event")
                 .route(web::post().to(ingest))

@@ -121,7 +121,12 @@ async fn send(c: &TestCollector, clock: &ManualClock, session_start: i64, e: &Ev
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap_or_default());
+    assert_eq!(
+        res.status(),
+        202,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
 }
 
 async fn collector(test: &str, clock: SharedClock) -> TestCollector {
@@ -144,7 +149,10 @@ async fn landed_and_rolled_up(c: &TestCollector, n: u64) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let metrics = c.running.as_ref().unwrap().metrics.clone();
     while metrics.rows_inserted.get() < n {
-        assert!(tokio::time::Instant::now() < deadline, "events did not land");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events did not land"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(c.count().await, n);
@@ -180,7 +188,10 @@ async fn stats(c: &TestCollector, name: &str, from: &str, to: &str) -> Vec<Value
         .iter()
         .map(|c| c.as_str().unwrap())
         .collect();
-    assert_eq!(columns, q.columns, "{name}: the header's columns are the result's");
+    assert_eq!(
+        columns, q.columns,
+        "{name}: the header's columns are the result's"
+    );
     body["rows"].as_array().unwrap().iter().map(whole).collect()
 }
 
@@ -209,18 +220,66 @@ fn day_one() -> Vec<(i64, Vec<Ev>)> {
                     d["ref"] = json!("https://www.google.com/");
                     d
                 }),
-                ev(V1, "pageview", "/pricing", "s1", 2, 10, json!({"prev": "https://shop.example/"})),
-                ev(V1, "engagement", "/pricing", "s1", 3, 20, json!({"engaged_ms": 5000, "wall_ms": 9000})),
-                ev(V1, "outbound", "/pricing", "s1", 4, 25, json!({"target": "https://docs.example.com/start"})),
-                ev(V1, "pageview", "/signup", "s1", 5, 30, json!({"prev": "https://shop.example/pricing"})),
+                ev(
+                    V1,
+                    "pageview",
+                    "/pricing",
+                    "s1",
+                    2,
+                    10,
+                    json!({"prev": "https://shop.example/"}),
+                ),
+                ev(
+                    V1,
+                    "engagement",
+                    "/pricing",
+                    "s1",
+                    3,
+                    20,
+                    json!({"engaged_ms": 5000, "wall_ms": 9000}),
+                ),
+                ev(
+                    V1,
+                    "outbound",
+                    "/pricing",
+                    "s1",
+                    4,
+                    25,
+                    json!({"target": "https://docs.example.com/start"}),
+                ),
+                ev(
+                    V1,
+                    "pageview",
+                    "/signup",
+                    "s1",
+                    5,
+                    30,
+                    json!({"prev": "https://shop.example/pricing"}),
+                ),
             ],
         ),
         // V2 from a news site: /pricing only (a bounce), 2 s engaged, 12 s.
         (
             DAY1 + 10 * HOUR,
             vec![
-                ev(V2, "pageview", "/pricing", "s2", 1, 0, json!({"ref": "https://news.example.org/a", "device": london_device(1366, 768)})),
-                ev(V2, "engagement", "/pricing", "s2", 2, 12, json!({"engaged_ms": 2000, "wall_ms": 12000})),
+                ev(
+                    V2,
+                    "pageview",
+                    "/pricing",
+                    "s2",
+                    1,
+                    0,
+                    json!({"ref": "https://news.example.org/a", "device": london_device(1366, 768)}),
+                ),
+                ev(
+                    V2,
+                    "engagement",
+                    "/pricing",
+                    "s2",
+                    2,
+                    12,
+                    json!({"engaged_ms": 2000, "wall_ms": 12000}),
+                ),
             ],
         ),
         // V3, identified as u-1: one page (a bounce).
@@ -236,20 +295,52 @@ fn day_one() -> Vec<(i64, Vec<Ev>)> {
         (
             DAY1 + 13 * HOUR,
             vec![
-                ev(V3, "pageview", "/?utm_source=newsletter&utm_medium=email", "s4", 1, 0, {
-                    let mut d = dev();
-                    d["uid"] = json!("u-1");
-                    d
-                }),
-                ev(V3, "pageview", "/pricing", "s4", 2, 50, json!({"uid": "u-1", "prev": "https://shop.example/?utm_source=newsletter&utm_medium=email"})),
+                ev(
+                    V3,
+                    "pageview",
+                    "/?utm_source=newsletter&utm_medium=email",
+                    "s4",
+                    1,
+                    0,
+                    {
+                        let mut d = dev();
+                        d["uid"] = json!("u-1");
+                        d
+                    },
+                ),
+                ev(
+                    V3,
+                    "pageview",
+                    "/pricing",
+                    "s4",
+                    2,
+                    50,
+                    json!({"uid": "u-1", "prev": "https://shop.example/?utm_source=newsletter&utm_medium=email"}),
+                ),
             ],
         ),
         // V2 again, direct, from a larger screen: /signup only, 8 s.
         (
             DAY1 + 15 * HOUR,
             vec![
-                ev(V2, "pageview", "/signup", "s6", 1, 0, json!({"device": london_device(1440, 900)})),
-                ev(V2, "engagement", "/signup", "s6", 2, 8, json!({"engaged_ms": 1000, "wall_ms": 8000})),
+                ev(
+                    V2,
+                    "pageview",
+                    "/signup",
+                    "s6",
+                    1,
+                    0,
+                    json!({"device": london_device(1440, 900)}),
+                ),
+                ev(
+                    V2,
+                    "engagement",
+                    "/signup",
+                    "s6",
+                    2,
+                    8,
+                    json!({"engaged_ms": 1000, "wall_ms": 8000}),
+                ),
             ],
         ),
     ]
@@ -282,7 +373,15 @@ async fn named_queries_answer_known_questions_about_seeded_visits() {
         &c,
         &clock,
         day2,
-        &ev(V1, "pageview", "/", "s5", 1, 0, json!({"device": almaty_device()})),
+        &ev(
+            V1,
+            "pageview",
+            "/",
+            "s5",
+            1,
+            0,
+            json!({"device": almaty_device()}),
+        ),
     )
     .await;
     let report = landed_and_rolled_up(&c, 13).await;
@@ -330,7 +429,11 @@ async fn named_queries_answer_known_questions_about_seeded_visits() {
     );
     assert_eq!(
         stats(&c, "exit_pages", d1, d1).await,
-        vec![json!(["/pricing", 2]), json!(["/signup", 2]), json!(["/", 1])]
+        vec![
+            json!(["/pricing", 2]),
+            json!(["/signup", 2]),
+            json!(["/", 1])
+        ]
     );
     assert_eq!(
         stats(&c, "outbound_links", d1, d2).await,
@@ -343,7 +446,10 @@ async fn named_queries_answer_known_questions_about_seeded_visits() {
     );
     assert_eq!(
         stats(&c, "navigation", d1, d1).await,
-        vec![json!(["/", "/pricing", 2]), json!(["/pricing", "/signup", 1])]
+        vec![
+            json!(["/", "/pricing", 2]),
+            json!(["/pricing", "/signup", 1])
+        ]
     );
     assert_eq!(
         stats(&c, "referrers", d1, d1).await,
@@ -370,8 +476,18 @@ async fn named_queries_answer_known_questions_about_seeded_visits() {
     assert_eq!(
         stats(&c, "regions", d1, d1).await,
         vec![
-            json!(["KZ", format!("KZ-{}", ALMATY.region_iso), ALMATY.region_name, 2]),
-            json!(["GB", format!("GB-{}", LONDON.region_iso), LONDON.region_name, 1])
+            json!([
+                "KZ",
+                format!("KZ-{}", ALMATY.region_iso),
+                ALMATY.region_name,
+                2
+            ]),
+            json!([
+                "GB",
+                format!("GB-{}", LONDON.region_iso),
+                LONDON.region_name,
+                1
+            ])
         ]
     );
     assert_eq!(
@@ -389,7 +505,10 @@ async fn named_queries_answer_known_questions_about_seeded_visits() {
         stats(&c, "os", d1, d1).await,
         vec![json!(["Linux", 2]), json!(["Windows 10", 1])]
     );
-    assert_eq!(stats(&c, "devices", d1, d1).await, vec![json!(["desktop", 3])]);
+    assert_eq!(
+        stats(&c, "devices", d1, d1).await,
+        vec![json!(["desktop", 3])]
+    );
     assert_eq!(
         stats(&c, "screens", d1, d1).await,
         vec![
@@ -443,12 +562,11 @@ async fn named_queries_answer_known_questions_about_seeded_visits() {
     assert_eq!(london.len(), 1, "{london:?}");
     assert_eq!(london[0][1], 2);
     assert_eq!(london[0][2], 2);
-    let user: String = c
-        .db
-        .query("SELECT any(user_id) FROM events WHERE user_id != ''")
-        .fetch_one()
-        .await
-        .unwrap();
+    let user: String =
+        c.db.query("SELECT any(user_id) FROM events WHERE user_id != ''")
+            .fetch_one()
+            .await
+            .unwrap();
     assert_eq!(
         stats(&c, "sessions_per_user", d1, d2).await,
         vec![json!([user, 2, 3])]
@@ -494,9 +612,8 @@ async fn write_fixture(c: &TestCollector) {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let mut cursor = c
-        .db
-        .query(&format!(
+    let mut cursor =
+        c.db.query(&format!(
             "SELECT {list} FROM (SELECT * FROM events) ORDER BY received_at, session_id, seq"
         ))
         .fetch_bytes("JSONEachRow")
@@ -529,23 +646,37 @@ async fn a_session_across_midnight_counts_once_on_the_day_it_began() {
     for e in [
         ev(V1, "pageview", "/pricing", "s7", 1, 0, json!({})),
         // 00:10 the next day: same visit (the visitor id continues across midnight).
-        ev(V1, "pageview", "/signup", "s7", 2, 20 * 60, json!({"prev": "https://shop.example/pricing"})),
+        ev(
+            V1,
+            "pageview",
+            "/signup",
+            "s7",
+            2,
+            20 * 60,
+            json!({"prev": "https://shop.example/pricing"}),
+        ),
     ] {
         send(&c, &clock, start, &e).await;
     }
     landed_and_rolled_up(&c, 2).await;
-    let visitors: u64 = c
-        .db
-        .query("SELECT uniqExact(visitor_id) FROM events")
-        .fetch_one()
-        .await
-        .unwrap();
+    let visitors: u64 =
+        c.db.query("SELECT uniqExact(visitor_id) FROM events")
+            .fetch_one()
+            .await
+            .unwrap();
     assert_eq!(visitors, 1);
     let (d1, d2) = ("2026-11-10", "2026-11-11");
     let o1 = &stats(&c, "overview", d1, d1).await[0];
-    assert_eq!((&o1[2], &o1[3], &o1[5], &o1[6]), (&json!(1), &json!(1), &json!(0), &json!(1200)));
+    assert_eq!(
+        (&o1[2], &o1[3], &o1[5], &o1[6]),
+        (&json!(1), &json!(1), &json!(0), &json!(1200))
+    );
     let o2 = &stats(&c, "overview", d2, d2).await[0];
-    assert_eq!((&o2[2], &o2[3]), (&json!(0), &json!(1)), "no session begins on day two");
+    assert_eq!(
+        (&o2[2], &o2[3]),
+        (&json!(0), &json!(1)),
+        "no session begins on day two"
+    );
     assert_eq!(
         stats(&c, "entry_pages", d1, d2).await,
         vec![json!(["/pricing", 1, 0])]
@@ -606,11 +737,17 @@ async fn the_stats_api_checks_tokens_and_parameters_and_audits_every_answer() {
         ("/api/stats/overview", 400),
         ("/api/stats/overview?site=elsewhere", 400),
         ("/api/stats/overview?site=shop&from=2026-02-30", 400),
-        ("/api/stats/overview?site=shop&from=2026-11-02&to=2026-11-01", 400),
+        (
+            "/api/stats/overview?site=shop&from=2026-11-02&to=2026-11-01",
+            400,
+        ),
         ("/api/stats/top_pages?site=shop&limit=0", 400),
         ("/api/stats/top_pages?site=shop&limit=5000", 400),
         ("/api/stats/top_pages?site=shop'--", 400),
-        ("/api/stats/top_pages?site=shop&from=2026-11-01%27%20OR%201=1", 400),
+        (
+            "/api/stats/top_pages?site=shop&from=2026-11-01%27%20OR%201=1",
+            400,
+        ),
     ] {
         let res = get(path, Some(TOKEN)).await.unwrap();
         assert_eq!(res.status(), status, "{path}");
@@ -618,12 +755,11 @@ async fn the_stats_api_checks_tokens_and_parameters_and_audits_every_answer() {
         assert!(body["error"].is_string(), "{path}: {body}");
     }
     // Each answered query writes one audit record naming the query and its arguments.
-    let before: u64 = c
-        .db
-        .query("SELECT count() FROM audit_log WHERE action = 'stats.query'")
-        .fetch_one()
-        .await
-        .unwrap();
+    let before: u64 =
+        c.db.query("SELECT count() FROM audit_log WHERE action = 'stats.query'")
+            .fetch_one()
+            .await
+            .unwrap();
     let res = get(
         "/api/stats/top_pages?site=shop&from=2026-11-01&to=2026-11-10&limit=7",
         Some(TOKEN),
@@ -635,25 +771,26 @@ async fn the_stats_api_checks_tokens_and_parameters_and_audits_every_answer() {
         .to_str()
         .unwrap()
         .to_owned();
-    let (action, actor, detail): (String, String, String) = c
-        .db
-        .query("SELECT action, actor, detail FROM audit_log WHERE toString(audit_id) = ?")
-        .bind(&audit_id)
-        .fetch_one()
-        .await
-        .unwrap();
-    assert_eq!((action.as_str(), actor.as_str()), ("stats.query", "bootstrap"));
+    let (action, actor, detail): (String, String, String) =
+        c.db.query("SELECT action, actor, detail FROM audit_log WHERE toString(audit_id) = ?")
+            .bind(&audit_id)
+            .fetch_one()
+            .await
+            .unwrap();
+    assert_eq!(
+        (action.as_str(), actor.as_str()),
+        ("stats.query", "bootstrap")
+    );
     let detail: Value = serde_json::from_str(&detail).unwrap();
     assert_eq!(
         detail,
         json!({"query": "top_pages", "from": "2026-11-01", "to": "2026-11-10", "limit": 7, "rows": 0})
     );
-    let after: u64 = c
-        .db
-        .query("SELECT count() FROM audit_log WHERE action = 'stats.query'")
-        .fetch_one()
-        .await
-        .unwrap();
+    let after: u64 =
+        c.db.query("SELECT count() FROM audit_log WHERE action = 'stats.query'")
+            .fetch_one()
+            .await
+            .unwrap();
     assert_eq!(after, before + 1);
 
     // The dashboard page is a static shell, locked down to its own origin.
@@ -672,7 +809,114 @@ async fn the_stats_api_checks_tokens_and_parameters_and_audits_every_answer() {
     ] {
         let res = get(path, None).await.unwrap();
         assert_eq!(res.status(), 200);
-        assert!(res.headers()["content-type"].to_str().unwrap().starts_with(ty));
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(ty));
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_subject_leaves_no_trace_in_sessions_or_rollups() {
+    let clock = Arc::new(ManualClock::new(DAY1 + 9 * HOUR));
+    let mut c = collector("analytics_subject", clock.clone()).await;
+    for (start, evs) in &day_one() {
+        for e in evs {
+            send(&c, &clock, *start, e).await;
+        }
+    }
+    landed_and_rolled_up(&c, 12).await;
+    let d1 = "2026-11-10";
+    assert_eq!(stats(&c, "sessions_per_user", d1, d1).await.len(), 1);
+    let admin = |action: &str, body: Value| {
+        c.http
+            .post(format!("{}/api/admin/subjects/{action}", c.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    // The export lists the user's two sessions, merged, beside their events.
+    let export: Value = admin("export", json!({"site": "shop", "user_id": "u-1"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sessions = export["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "sessions")
+        .expect("sessions in the export");
+    assert_eq!(sessions["row_count"], 2, "{sessions}");
+    let ids: Vec<&str> = sessions["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["s3", "s4"]);
+    assert_eq!(sessions["rows"][1]["pageviews"], 2);
+    assert_eq!(sessions["rows"][1]["entry_path"], "/");
+
+    // Delete user u-1 (V3's two sessions): the events go, and so do its sessions and its share of
+    // every rollup, at once (the rollup job does not need to run again).
+    let res = admin("delete", json!({"site": "shop", "user_id": "u-1"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let report: Value = res.json().await.unwrap();
+    let tables = report["tables"].as_array().unwrap();
+    assert!(
+        tables.contains(&json!({"table": "events", "before": 3, "after": 0})),
+        "{report}"
+    );
+    assert!(
+        tables.contains(&json!({"table": "sessions", "before": 2, "after": 0})),
+        "{report}"
+    );
+    assert!(stats(&c, "sessions_per_user", d1, d1).await.is_empty());
+    // Left: V1's s1 (30 s, 3 pages), V2's s2 (12 s, bounce) and s6 (8 s, bounce).
+    assert_eq!(
+        stats(&c, "overview", d1, d1).await,
+        vec![json!([2, 0, 3, 5, 1.67, 0.6667, 12, 2.7, 0.2222])]
+    );
+    assert_eq!(
+        stats(&c, "top_pages", d1, d1).await,
+        vec![
+            json!(["/pricing", 2, 2]),
+            json!(["/signup", 2, 2]),
+            json!(["/", 1, 1])
+        ]
+    );
+    assert_eq!(
+        stats(&c, "navigation", d1, d1).await,
+        vec![
+            json!(["/", "/pricing", 1]),
+            json!(["/pricing", "/signup", 1])
+        ]
+    );
+    assert_eq!(
+        stats(&c, "countries", d1, d1).await,
+        vec![json!(["GB", 1]), json!(["KZ", 1])]
+    );
+    let sessions_left: u64 =
+        c.db.query("SELECT count() FROM (SELECT session_id FROM sessions GROUP BY session_id)")
+            .fetch_one()
+            .await
+            .unwrap();
+    assert_eq!(sessions_left, 3);
+    // Older versions of the day's summaries, which counted the user, are gone too.
+    for table in footfall::rollup::SUMMARY_TABLES {
+        let versions: u64 =
+            c.db.query(&format!(
+                "SELECT uniqExact(version) FROM {table} WHERE day = '2026-11-10'"
+            ))
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!(versions, 1, "{table}");
     }
     c.shutdown().await;
 }

@@ -142,7 +142,11 @@ async fn assert_delivered_exactly_once(
             assert_eq!(l.event_ids, l.keys.len() as u64, "one event id per event");
             // Not even a copy waiting for a merge: the writer looks up what already landed
             // before re-sending, so the materialised views count every event once.
-            assert_eq!(l.raw_count, l.keys.len() as u64, "no row was inserted twice");
+            assert_eq!(
+                l.raw_count,
+                l.keys.len() as u64,
+                "no row was inserted twice"
+            );
             return l;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -611,8 +615,7 @@ async fn a_batch_clickhouse_refuses_is_dead_lettered_and_later_ones_delivered() 
 /// Fault 6: an INSERT lands but its answer is lost; the retry must not store it twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_whose_answer_is_lost_is_not_stored_twice() {
-    let (proxy, handle) =
-        sabotaging_proxy(clickhouse_url().to_owned(), Sabotage::LoseAnswer).await;
+    let (proxy, handle) = sabotaging_proxy(clickhouse_url().to_owned(), Sabotage::LoseAnswer).await;
     let mut c = TestCollector::start_with("lost_answer", |c| {
         c.clickhouse.url = Some(proxy.clone());
         // One batch holds all five events.
@@ -636,7 +639,10 @@ async fn an_insert_whose_answer_is_lost_is_not_stored_twice() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while metric(&c.base, "footfall_rows_already_delivered_total").await < 5.0 {
-        assert!(Instant::now() < deadline, "the retry did not look up what had landed");
+        assert!(
+            Instant::now() < deadline,
+            "the retry did not look up what had landed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let l = landed(&c.db).await;
