@@ -126,7 +126,7 @@ pub struct Beacon<'a> {
     #[serde(default)]
     pub dnt: bool,
     #[serde(borrow, default)]
-    pub device: Option<Device<'a>>,
+    pub device: Option<Box<Device<'a>>>,
 }
 
 /// A custom-event property value: scalars only.

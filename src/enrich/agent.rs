@@ -11,13 +11,13 @@ use quick_cache::sync::Cache;
 /// What the user agent says, normalised for the `events` columns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Agent {
-    pub browser: String,
-    pub browser_version: String,
-    pub os: String,
-    pub os_version: String,
+    pub browser: compact_str::CompactString,
+    pub browser_version: compact_str::CompactString,
+    pub os: compact_str::CompactString,
+    pub os_version: compact_str::CompactString,
     /// `desktop`, `mobile`, `tablet`, `appliance`, `bot` or `unknown`.
-    pub device: String,
-    pub vendor: String,
+    pub device: compact_str::CompactString,
+    pub vendor: compact_str::CompactString,
     /// The UA names a headless browser (`HeadlessChrome`, `PhantomJS`, ...).
     pub headless: bool,
     /// The UA is an HTTP library or tool, not a browser.
@@ -108,12 +108,12 @@ impl AgentParser {
         };
         let mut agent = match self.parser.parse(ua) {
             Some(r) => Agent {
-                browser: known(r.name),
-                browser_version: known(r.version),
-                os: known(r.os),
-                os_version: known(&r.os_version),
-                device: device_from(r.category, &lower),
-                vendor: known(r.vendor),
+                browser: known(r.name).into(),
+                browser_version: known(r.version).into(),
+                os: known(r.os).into(),
+                os_version: known(&r.os_version).into(),
+                device: device_from(r.category, &lower).into(),
+                vendor: known(r.vendor).into(),
                 headless,
                 non_browser,
                 os_family: None,

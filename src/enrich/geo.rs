@@ -195,13 +195,13 @@ impl MmdbFile {
 /// The owned answers for one address, as stored in the row.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Place {
-    pub country: String,
-    pub region_code: String,
-    pub region_name: String,
-    pub city: String,
+    pub country: compact_str::CompactString,
+    pub region_code: compact_str::CompactString,
+    pub region_name: compact_str::CompactString,
+    pub city: compact_str::CompactString,
     pub asn: u32,
-    pub as_org: String,
-    pub isp: String,
+    pub as_org: compact_str::CompactString,
+    pub isp: compact_str::CompactString,
 }
 
 /// Both databases behind one bounded cache: a visitor sends several events from one address,
@@ -229,16 +229,16 @@ impl Geo {
         let loc = self.city.location(ip);
         let prov = self.provider.provider(ip);
         let place = Arc::new(Place {
-            country: loc.country.to_owned(),
+            country: loc.country.into(),
             region_code: loc
                 .region_code
-                .map(|(c, s)| format!("{c}-{s}"))
+                .map(|(c, s)| compact_str::format_compact!("{c}-{s}"))
                 .unwrap_or_default(),
-            region_name: loc.region_name.to_owned(),
-            city: loc.city.to_owned(),
+            region_name: loc.region_name.into(),
+            city: loc.city.into(),
             asn: prov.asn,
-            as_org: prov.as_org.to_owned(),
-            isp: prov.isp.to_owned(),
+            as_org: prov.as_org.into(),
+            isp: prov.isp.into(),
         });
         self.cache.insert(ip, place.clone());
         place

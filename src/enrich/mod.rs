@@ -26,6 +26,7 @@ use crate::privacy::ids::{IdHasher, Purpose};
 use crate::privacy::scrub::Scrubber;
 use crate::privacy::{Group, Groups};
 use crate::row::EventRow;
+use compact_str::CompactString;
 
 use agent::AgentParser;
 use consistency::HintHeaders;
@@ -253,7 +254,7 @@ impl Enricher {
             self.visitors.visitor_id(&b.site, ip, meta.user_agent)
         });
         let server_flags = self.timed(Step::Consistency, || {
-            consistency::server_flags(&agent, meta.hints, b.device.as_ref())
+            consistency::server_flags(&agent, meta.hints, b.device.as_deref())
         });
         Enriched {
             place,
@@ -292,23 +293,23 @@ impl Enricher {
         let target = urls::split(&target_url);
         let mut row = EventRow {
             event_id,
-            site: b.site.to_string(),
+            site: cs(&b.site),
             kind: b.kind.as_str().into(),
             received_at: (now_ms / 1000).clamp(0, u32::MAX as i64) as u32,
             client_ts: b.ts.unwrap_or(0),
-            session_id: b.sid.to_string(),
+            session_id: cs(&b.sid),
             seq: b.seq,
-            url: page.clean.to_string(),
-            host: page.host.to_string(),
-            path: page.path.to_string(),
-            title: self.scrub.text(&b.title).into_owned(),
-            referrer: referrer.clean.to_string(),
-            referrer_host: referrer.host.to_string(),
-            prev_url: prev.clean.to_string(),
+            url: cs(&page.clean),
+            host: cs(&page.host),
+            path: cs(page.path),
+            title: cs(&self.scrub.text(&b.title)),
+            referrer: cs(&referrer.clean),
+            referrer_host: cs(&referrer.host),
+            prev_url: cs(&prev.clean),
             prev_path: if b.prev.is_empty() {
-                String::new()
+                CompactString::default()
             } else {
-                prev.path.to_string()
+                cs(prev.path)
             },
             utm_source: utm.source,
             utm_medium: utm.medium,
@@ -317,16 +318,16 @@ impl Enricher {
             utm_content: utm.content,
             engaged_ms: clamp_u32(b.engaged_ms),
             wall_ms: clamp_u32(b.wall_ms),
-            target_url: target.clean.to_string(),
-            target_host: target.host.to_string(),
-            event_name: b.name.to_string(),
-            event_props: props_json(b.props.as_ref(), &self.scrub),
+            target_url: cs(&target.clean),
+            target_host: cs(&target.host),
+            event_name: cs(&b.name),
+            event_props: props_json(b.props.as_ref(), &self.scrub).into(),
             // Identifiers are stored as keyed hashes, never as sent.
-            user_id: self.ids.hash(Purpose::UserId, &b.site, &b.uid),
+            user_id: self.ids.hash(Purpose::UserId, &b.site, &b.uid).into(),
             client_id: if b.consent == Consent::Denied {
-                String::new()
+                CompactString::default()
             } else {
-                self.ids.hash(Purpose::ClientId, &b.site, &b.cid)
+                self.ids.hash(Purpose::ClientId, &b.site, &b.cid).into()
             },
             visitor_id,
             fingerprint_id: fingerprint.unwrap_or([0; 16]),
@@ -351,14 +352,14 @@ impl Enricher {
             os_version: agent.os_version.clone(),
             device: agent.device.clone(),
             vendor: agent.vendor.clone(),
-            server_flags: server_flags.iter().map(|s| s.to_string()).collect(),
-            truncated_fields: v.truncated.iter().map(|s| s.to_string()).collect(),
+            server_flags: server_flags.iter().map(|s| cs(s)).collect(),
+            truncated_fields: v.truncated.iter().map(|s| cs(s)).collect(),
             ..EventRow::default()
         };
         if let Some(d) = &b.device {
-            row.timezone = d.tz.to_string();
+            row.timezone = cs(&d.tz);
             row.tz_offset = d.tzo.clamp(-1440, 1440) as i16;
-            row.languages = d.langs.iter().map(|s| s.to_string()).collect();
+            row.languages = d.langs.iter().map(|s| cs(s)).collect();
             row.screen_w = clamp_u16(d.screen.w);
             row.screen_h = clamp_u16(d.screen.h);
             row.avail_w = clamp_u16(d.screen.aw);
@@ -371,28 +372,28 @@ impl Enricher {
             row.window_y = d.win.y;
             row.outer_w = clamp_u16(d.win.ow);
             row.outer_h = clamp_u16(d.win.oh);
-            row.platform = d.platform.to_string();
-            row.arch = d.arch.to_string();
-            row.bitness = d.bits.to_string();
-            row.arch_source = d.arch_src.to_string();
+            row.platform = cs(&d.platform);
+            row.arch = cs(&d.arch);
+            row.bitness = cs(&d.bits);
+            row.arch_source = cs(&d.arch_src);
             row.cores = clamp_u16(d.cores);
             row.memory_gb = finite(d.mem);
             row.touch_points = d.touch.min(255) as u8;
             if let Some(c) = &d.canvas {
-                row.canvas_hash = c.h.to_string();
+                row.canvas_hash = cs(&c.h);
                 row.canvas_stable = c.stable as u8;
             }
             if let Some(w) = &d.webgl {
-                row.webgl_vendor = w.vendor.to_string();
-                row.webgl_renderer = w.renderer.to_string();
-                row.webgl_hash = w.h.to_string();
+                row.webgl_vendor = cs(&w.vendor);
+                row.webgl_renderer = cs(&w.renderer);
+                row.webgl_hash = cs(&w.h);
             }
             if let Some(f) = &d.fonts {
-                row.fonts_hash = f.h.to_string();
+                row.fonts_hash = cs(&f.h);
                 row.fonts_count = clamp_u16(f.n);
-                row.fonts = f.list.iter().map(|s| s.to_string()).collect();
+                row.fonts = f.list.iter().map(|s| cs(s)).collect();
             }
-            row.plugins = d.plugins.iter().map(|s| s.to_string()).collect();
+            row.plugins = d.plugins.iter().map(|s| cs(s)).collect();
             if let Some(m) = d.media {
                 row.media_known = 1;
                 row.media_audioinput = m.ai.min(255) as u8;
@@ -401,11 +402,11 @@ impl Enricher {
             }
             row.activex = d.activex as u8;
             row.webdriver = d.auto.webdriver as u8;
-            row.automation_headless = d.auto.headless.iter().map(|s| s.to_string()).collect();
-            row.automation_globals = d.auto.globals.iter().map(|s| s.to_string()).collect();
-            row.automation_flags = d.auto.flags.iter().map(|s| s.to_string()).collect();
+            row.automation_headless = d.auto.headless.iter().map(|s| cs(s)).collect();
+            row.automation_globals = d.auto.globals.iter().map(|s| cs(s)).collect();
+            row.automation_flags = d.auto.flags.iter().map(|s| cs(s)).collect();
         }
-        fill_from_client_hints(&mut row, meta, b.device.as_ref());
+        fill_from_client_hints(&mut row, meta, b.device.as_deref());
         row.automated = (row.webdriver == 1
             || !row.automation_headless.is_empty()
             || !row.automation_globals.is_empty()
@@ -428,8 +429,8 @@ fn fill_from_client_hints(
     if row.browser.is_empty() {
         let brands = agent::brands(meta.hints.sec_ch_ua, uach);
         if let Some(brand) = agent::main_brand(&brands) {
-            row.browser = brand.name.to_owned();
-            row.browser_version = brand.major.to_owned();
+            row.browser = cs(brand.name);
+            row.browser_version = cs(brand.major);
         }
     }
     if row.os.is_empty() {
@@ -439,13 +440,19 @@ fn fill_from_client_hints(
             .map(|p| p.trim().trim_matches('"'))
             .or_else(|| uach.map(|ch| ch.platform.as_ref()))
             .unwrap_or("");
-        row.os = platform.to_owned();
+        row.os = cs(platform);
     }
     if row.os_version.is_empty() {
         if let Some(ch) = uach {
-            row.os_version = ch.pv.to_string();
+            row.os_version = cs(&ch.pv);
         }
     }
+}
+
+/// A row value: inline (no allocation) up to 24 bytes.
+#[inline]
+fn cs(s: &str) -> CompactString {
+    CompactString::new(s)
 }
 
 fn clamp_u16(v: u32) -> u16 {

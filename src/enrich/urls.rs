@@ -56,11 +56,11 @@ pub fn split(url: &str) -> UrlParts<'_> {
 /// Campaign parameters of a page URL.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Utm {
-    pub source: String,
-    pub medium: String,
-    pub campaign: String,
-    pub term: String,
-    pub content: String,
+    pub source: compact_str::CompactString,
+    pub medium: compact_str::CompactString,
+    pub campaign: compact_str::CompactString,
+    pub term: compact_str::CompactString,
+    pub content: compact_str::CompactString,
 }
 
 /// Reads `utm_*` parameters (percent-decoded, cut to 256 bytes).
@@ -86,7 +86,7 @@ pub fn utm(query: &str) -> Utm {
             }
             v.truncate(end);
         }
-        *slot = v;
+        *slot = v.into();
     }
     utm
 }

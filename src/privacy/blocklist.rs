@@ -180,7 +180,7 @@ impl BlockList {
             let id = kind.of_row(row);
             !id.is_empty()
                 && set.contains(&BlockKey {
-                    site: row.site.clone(),
+                    site: row.site.to_string(),
                     kind,
                     id: id.into_owned(),
                 })

@@ -509,7 +509,7 @@ mod tests {
 
     /// A row with every column set to something other than its default.
     fn full_row() -> EventRow {
-        let s = |v: &str| v.to_string();
+        let s = |v: &str| compact_str::CompactString::from(v);
         EventRow {
             event_id: uuid::Uuid::from_u128(1),
             site: s("demo"),

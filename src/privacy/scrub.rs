@@ -80,7 +80,15 @@ impl Scrubber {
         } else {
             Cow::Borrowed(name)
         };
-        self.names.iter().any(|n| *n == name) || SENSITIVE_PARTS.iter().any(|p| name.contains(p))
+        // Lengths first: most names differ in length from most sensitive names. Parameter names
+        // are short, so a plain window scan beats setting up a substring searcher per lookup.
+        let bytes = name.as_bytes();
+        self.names
+            .iter()
+            .any(|n| n.len() == name.len() && *n == name)
+            || SENSITIVE_PARTS
+                .iter()
+                .any(|p| bytes.windows(p.len()).any(|w| w == p.as_bytes()))
     }
 
     /// `url` without sensitive parameters and with emails and tokens masked in its path.
@@ -129,18 +137,14 @@ impl Scrubber {
             .and_then(|i| base[i + 3..].find('/').map(|j| i + 3 + j))
             .unwrap_or(base.len());
         let (origin, path) = base.split_at(path_start);
-        let mut changed = false;
-        let masked: Vec<Cow<'_, str>> = path
+        // Checked first without building anything: almost every path is kept as it is.
+        if !path
             .split('/')
-            .map(|seg| {
-                let m = mask_segment(seg);
-                changed |= matches!(m, Cow::Owned(_));
-                m
-            })
-            .collect();
-        if !changed {
+            .any(|seg| matches!(mask_segment(seg), Cow::Owned(_)))
+        {
             return Cow::Borrowed(base);
         }
+        let masked: Vec<Cow<'_, str>> = path.split('/').map(mask_segment).collect();
         Cow::Owned(format!("{origin}{}", masked.join("/")))
     }
 

@@ -302,7 +302,7 @@ fn row(seq: u32) -> EventRow {
         received_at: 1_760_000_000,
         session_id: "spooled".into(),
         seq,
-        url: format!("http://localhost/{seq}"),
+        url: format!("http://localhost/{seq}").into(),
         ..EventRow::default()
     }
 }

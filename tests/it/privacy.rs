@@ -829,7 +829,7 @@ async fn retention_is_enforced_automatically_on_every_table_and_audited() {
                 site: "shop".into(),
                 kind: "pageview".into(),
                 received_at: now - age * day,
-                session_id: format!("age{age}"),
+                session_id: format!("age{age}").into(),
                 ..Default::default()
             })
             .await
