@@ -9,6 +9,9 @@
 --
 -- No table holds anything that `events` does not: the same pseudonymous ids, no address. The
 -- retention of each table is configured separately (`retention.sessions_days`, `rollups_days`).
+--
+-- {{MV_SECURITY}} is `SQL SECURITY DEFINER` on servers that know it (24.4+): a view inserts with
+-- the rights of the admin user that created it, so the ingest user needs none on these tables.
 
 -- One row per (site, day, client session) and insert block; merged per session by queries.
 -- `day` is the UTC day of the event, so a session across midnight has a row on both days: queries
@@ -50,7 +53,7 @@ ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (site, day, session_id);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS sessions_mv TO sessions AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS sessions_mv TO sessions {{MV_SECURITY}} AS
 SELECT
     site,
     toDate(received_at) AS day,
@@ -98,7 +101,7 @@ ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (site, day);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS day_changes_mv TO day_changes AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS day_changes_mv TO day_changes {{MV_SECURITY}} AS
 SELECT site, toDate(received_at) AS day, maxState(now()) AS changed
 FROM events
 GROUP BY site, day;
@@ -116,7 +119,7 @@ ENGINE = SummingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (site, day, from_path, to_path);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS navigation_mv TO navigation AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS navigation_mv TO navigation {{MV_SECURITY}} AS
 SELECT site, toDate(received_at) AS day, prev_path AS from_path, path AS to_path,
        count() AS transitions
 FROM events
@@ -137,7 +140,7 @@ ENGINE = SummingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (site, day, path, target_host, target_url);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS outbound_links_mv TO outbound_links AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS outbound_links_mv TO outbound_links {{MV_SECURITY}} AS
 SELECT site, toDate(received_at) AS day, path, target_host, target_url, count() AS clicks
 FROM events
 WHERE kind = 'outbound'
@@ -159,7 +162,7 @@ ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (site, day);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS daily_stats_mv TO daily_stats AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS daily_stats_mv TO daily_stats {{MV_SECURITY}} AS
 SELECT
     site,
     toDate(received_at) AS day,
@@ -185,7 +188,7 @@ ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (site, day, path);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS page_stats_mv TO page_stats AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS page_stats_mv TO page_stats {{MV_SECURITY}} AS
 SELECT site, toDate(received_at) AS day, path,
        sumState(toUInt64(1)) AS pageviews,
        uniqExactState(visitor_id) AS visitors
@@ -213,7 +216,7 @@ ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (site, dimension, day, value);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS dimension_stats_mv TO dimension_stats AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS dimension_stats_mv TO dimension_stats {{MV_SECURITY}} AS
 SELECT site, toDate(received_at) AS day, dimension, value,
        sumState(toUInt64(1)) AS events,
        sumState(toUInt64(kind = 'pageview')) AS pageviews,

@@ -51,6 +51,9 @@ ch() { curl -sS "$CH_URL/" --data-binary "$1"; }
 db=${FOOTFALL_CLICKHOUSE_DATABASE:-footfall}
 before=$(ch "SELECT count() FROM $db.events")
 start=$(date +%s.%N)
+# footfall's CPU time (user + system, clock ticks) so far: what the load adds is its cost.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$FF_PID/stat"; }
+cpu_before=$(cpu_ticks)
 ( t=0; while kill -0 "$FF_PID" 2>/dev/null; do
     echo "$t $(ps -o rss= -p "$FF_PID" | tr -d ' ')" >> "$work/rss"; sleep 10; t=$((t + 10)); done ) &
 RSS_PID=$!
@@ -68,6 +71,7 @@ if curl -s "http://127.0.0.1:$FF_PORT/metrics" | grep -q '^footfall_spool_pendin
   done
 fi
 end=$(date +%s.%N)
+cpu_after=$(cpu_ticks)
 spool_stats=$(curl -s "http://127.0.0.1:$FF_PORT/metrics" | awk '/^footfall_spool_(appended|fsyncs)_total / {printf "%s=%s ", $1, $2}')
 kill "$RSS_PID" 2>/dev/null || true
 kill -TERM "$FF_PID"; wait "$FF_PID" || true   # graceful: delivers what is left
@@ -95,5 +99,9 @@ else
   echo "MISMATCH: $completed answered by wrk's count, $landed in ClickHouse"; exit 1
 fi
 printf 'footfall RSS at end of load: %d MiB, CPU %s%% (average over its life)\n' "$((rss_kb / 1024))" "$cpu"
+hz=$(getconf CLK_TCK)
+cpu_secs=$(echo "($cpu_after - $cpu_before) / $hz" | bc -l)
+printf 'footfall CPU for the load: %.1f core-seconds for %d events = %.3f cores per 1000 events/s\n' \
+  "$cpu_secs" "$landed" "$(echo "$cpu_secs / $landed * 1000" | bc -l)"
 [ -z "$spool_stats" ] || echo "spool: $spool_stats"
 echo "footfall RSS over time (s: MiB):" $(awk '{printf "%s:%d ", $1, $2/1024}' "$work/rss")

@@ -2,7 +2,7 @@
 # Every test of footfall, from a fresh Debian/Ubuntu machine: installs what is missing, then runs
 # the Rust unit and integration tests (real ClickHouse 18.16, fault tests included), a bounded
 # fuzzing run, the schema, named queries and Grafana dashboard on ClickHouse 18.16 and 26.x
-# (chdb-core), the deployment files, and the tracker's and dashboard's Node and real-Chromium
+# (chdb-core), footfall on a ClickHouse cluster with ZooKeeper, the deployment files, and the tracker's and dashboard's Node and real-Chromium
 # tests (through the collector into ClickHouse).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ need_apt=()
 command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || command -v clickhouse >/dev/null 2>&1 || need_apt+=(clickhouse-server)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+[ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null 2>&1 || need_apt+=(zookeeper)
 command -v pip3 >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing: ${need_apt[*]}"
@@ -39,6 +40,9 @@ python3 tests/chdb/check_schema.py target/release/footfall
 echo "== Named queries, rollups and the Grafana dashboard on 18.16 and 26.x (known answers)"
 python3 scripts/grafana-dashboard.py --check
 python3 tests/analytics/check.py target/release/footfall
+
+echo "== A real cluster: ZooKeeper and 2 shards x 2 replicas of ClickHouse 18.16, two footfall instances"
+python3 tests/cluster/check.py target/release/footfall
 
 echo "== Deployment files (compose, Kubernetes, systemd, Dockerfile; ClickHouse configs on a real server)"
 bash tests/deploy/check.sh

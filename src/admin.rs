@@ -71,6 +71,8 @@ pub struct ChangeReport {
 
 pub struct Admin {
     db: Option<Client>,
+    /// How footfall's tables are laid out (one server or a cluster).
+    tables: crate::schema::Tables,
     /// Reads for the dashboards and the stats API (the analyst account when configured).
     stats_db: Option<Client>,
     pub audit: AuditLog,
@@ -107,6 +109,7 @@ impl Admin {
                 p.clock.clone(),
             ),
             db: p.db,
+            tables: crate::schema::Tables::from_config(&p.config.clickhouse),
             stats_db: p.stats_db,
             ids,
             blocks: p.blocks,
@@ -227,7 +230,14 @@ impl Admin {
     ) -> Result<ChangeReport, AdminError> {
         let s = self.subject(r)?;
         let result = async {
-            Ok(subjects::delete(self.db()?, &s, self.mutation_timeout, &self.clock).await?)
+            Ok(subjects::delete(
+                self.db()?,
+                &self.tables,
+                &s,
+                self.mutation_timeout,
+                &self.clock,
+            )
+            .await?)
         }
         .await;
         let (tables, row) = self
@@ -292,6 +302,7 @@ impl Admin {
         let result = async {
             Ok(subjects::correct_user_id(
                 self.db()?,
+                &self.tables,
                 &s,
                 to,
                 &self.ids,
@@ -339,6 +350,7 @@ impl Admin {
             let now = self.clock.now_ms() / 1000;
             Ok(retention::run(
                 self.db()?,
+                &self.tables,
                 &retention::rules(&self.retention),
                 now,
                 self.mutation_timeout,

@@ -42,6 +42,7 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     pub retention: RetentionConfig,
     pub rollups: RollupConfig,
+    pub salts: SaltConfig,
     pub admin: AdminConfig,
     /// Log filter in `tracing` syntax. `FOOTFALL_LOG`.
     pub log: String,
@@ -74,6 +75,22 @@ pub struct ClickHouseConfig {
     pub analyst_user: Option<String>,
     /// `FOOTFALL_CLICKHOUSE_ANALYST_PASSWORD`.
     pub analyst_password: Option<String>,
+    /// A ClickHouse cluster (a `remote_servers` name): the schema becomes shard-local tables
+    /// created `ON CLUSTER` with `Distributed` tables of the usual names over them (needs
+    /// ZooKeeper or ClickHouse Keeper for the distributed DDL). Unset: one server.
+    /// `FOOTFALL_CLICKHOUSE_CLUSTER`.
+    pub cluster: Option<String>,
+    /// With a cluster: `ReplicatedMergeTree` family engines (replicas per shard, ZooKeeper
+    /// paths `/clickhouse/tables/{shard}/<database>/<table>`), else plain MergeTree on each shard.
+    /// `FOOTFALL_CLICKHOUSE_REPLICATED`.
+    pub replicated: bool,
+    /// With a cluster: `distributed` (write through the `Distributed` table, synchronously) or
+    /// `local` (write each row straight to its shard's table, with the same sharding function;
+    /// needs `shard_urls`). `FOOTFALL_CLICKHOUSE_INSERT`.
+    pub insert: InsertMode,
+    /// With `insert = "local"`: an HTTP URL of each shard, in the cluster's shard order.
+    /// `FOOTFALL_CLICKHOUSE_SHARD_URLS` (comma separated).
+    pub shard_urls: Vec<String>,
     /// Rows per INSERT before it is ended. `FOOTFALL_BATCH_MAX_ROWS`.
     pub batch_max_rows: u64,
     /// Uncompressed bytes per INSERT before it is ended. `FOOTFALL_BATCH_MAX_BYTES`.
@@ -85,6 +102,57 @@ pub struct ClickHouseConfig {
     /// How long shutdown keeps trying to deliver the spool before leaving the rest for the next
     /// start. `FOOTFALL_SHUTDOWN_FLUSH_SECS`.
     pub shutdown_flush_secs: u64,
+}
+
+/// How rows reach a cluster's shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InsertMode {
+    #[default]
+    Distributed,
+    Local,
+}
+
+impl std::str::FromStr for InsertMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "distributed" => Ok(Self::Distributed),
+            "local" => Ok(Self::Local),
+            other => Err(format!("{other:?} is not distributed or local")),
+        }
+    }
+}
+
+/// Where the daily visitor salts live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SaltStore {
+    /// `salts.json` in the data directory: one instance.
+    #[default]
+    Local,
+    /// The `salts` table in ClickHouse, shared by every instance (see `src/shared_salts.rs`).
+    Clickhouse,
+}
+
+impl std::str::FromStr for SaltStore {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(Self::Local),
+            "clickhouse" => Ok(Self::Clickhouse),
+            other => Err(format!("{other:?} is not local or clickhouse")),
+        }
+    }
+}
+
+/// The daily visitor salts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SaltConfig {
+    /// `local` (one instance) or `clickhouse` (several instances computing the same visitor ids).
+    /// `FOOTFALL_SALT_STORE`.
+    pub store: SaltStore,
 }
 
 /// The durable spool between the handlers and the writer (in `<data_dir>/spool`).
@@ -265,6 +333,7 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             retention: RetentionConfig::default(),
             rollups: RollupConfig::default(),
+            salts: SaltConfig::default(),
             admin: AdminConfig::default(),
             log: "info".into(),
         }
@@ -283,6 +352,10 @@ impl Default for ClickHouseConfig {
             admin_password: None,
             analyst_user: None,
             analyst_password: None,
+            cluster: None,
+            replicated: true,
+            insert: InsertMode::Distributed,
+            shard_urls: Vec::new(),
             batch_max_rows: 50_000,
             batch_max_bytes: 16 * 1024 * 1024,
             batch_period_ms: 1_000,
@@ -483,6 +556,21 @@ impl Config {
         if let Some(v) = env.get("FOOTFALL_CLICKHOUSE_ANALYST_PASSWORD") {
             self.clickhouse.analyst_password = Some(v.clone());
         }
+        if let Some(v) = get("FOOTFALL_CLICKHOUSE_CLUSTER") {
+            self.clickhouse.cluster = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = get("FOOTFALL_CLICKHOUSE_REPLICATED") {
+            self.clickhouse.replicated = parse_env("FOOTFALL_CLICKHOUSE_REPLICATED", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_CLICKHOUSE_INSERT") {
+            self.clickhouse.insert = parse_env("FOOTFALL_CLICKHOUSE_INSERT", &v)?;
+        }
+        if let Some(v) = get("FOOTFALL_CLICKHOUSE_SHARD_URLS") {
+            self.clickhouse.shard_urls = split_list(&v).map(str::to_owned).collect();
+        }
+        if let Some(v) = get("FOOTFALL_SALT_STORE") {
+            self.salts.store = parse_env("FOOTFALL_SALT_STORE", &v)?;
+        }
         if let Some(v) = get("FOOTFALL_COLLECT") {
             self.privacy.collect = split_list(&v).map(str::to_owned).collect();
         }
@@ -610,6 +698,25 @@ impl Config {
                 "clickhouse database name {:?} must be 1-64 characters of a-z, A-Z, 0-9, '_'",
                 self.clickhouse.database
             ));
+        }
+        if let Some(cluster) = &self.clickhouse.cluster {
+            // It is written into DDL as an identifier.
+            if !valid_database_name(cluster) {
+                return invalid(format!(
+                    "clickhouse cluster name {cluster:?} must be 1-64 characters of a-z, A-Z, 0-9, '_'"
+                ));
+            }
+            if self.clickhouse.insert == InsertMode::Local && self.clickhouse.shard_urls.is_empty()
+            {
+                return invalid(
+                    "clickhouse.insert = \"local\" needs clickhouse.shard_urls (FOOTFALL_CLICKHOUSE_SHARD_URLS)".into(),
+                );
+            }
+        } else if self.clickhouse.insert == InsertMode::Local {
+            return invalid(
+                "clickhouse.insert = \"local\" needs a cluster (FOOTFALL_CLICKHOUSE_CLUSTER)"
+                    .into(),
+            );
         }
         if self.limits.rate_per_second == 0 || self.limits.rate_burst == 0 {
             return invalid("rate_per_second and rate_burst must be at least 1".into());

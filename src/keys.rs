@@ -92,11 +92,26 @@ struct SaltFile {
     days: BTreeMap<i64, String>,
 }
 
+/// The salts an instance holds: today's, yesterday's (visits across midnight), and tomorrow's
+/// when one was agreed in advance with other instances (`salts.store = "clickhouse"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    today: DaySalt,
+    yesterday: Option<DaySalt>,
+    tomorrow: Option<DaySalt>,
+}
+
 /// Today's and yesterday's salts, rotated on the first event of each UTC day.
 pub struct Salts {
     path: PathBuf,
     clock: SharedClock,
-    state: RwLock<(DaySalt, Option<DaySalt>)>,
+    state: RwLock<Held>,
+}
+
+fn random_salt(day: i64) -> DaySalt {
+    let mut salt = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut salt);
+    DaySalt { day, salt }
 }
 
 impl Salts {
@@ -114,13 +129,9 @@ impl Salts {
         };
         let mut known = Vec::new();
         for (day, hex_salt) in &file.days {
-            let bytes = hex::decode(hex_salt).map_err(|e| KeyError::Corrupt {
+            let salt = parse_salt(hex_salt).map_err(|reason| KeyError::Corrupt {
                 path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            let salt: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Corrupt {
-                path: path.clone(),
-                reason: "salt is not 32 bytes".into(),
+                reason,
             })?;
             known.push(DaySalt { day: *day, salt });
         }
@@ -135,26 +146,24 @@ impl Salts {
         Ok(salts)
     }
 
-    /// The salts to use on `today`, given the ones known: reuse today's, keep yesterday's.
-    fn state_for(today: i64, known: &[DaySalt]) -> (DaySalt, Option<DaySalt>) {
-        let current = known
-            .iter()
-            .find(|s| s.day == today)
-            .copied()
-            .unwrap_or_else(|| {
-                let mut salt = [0u8; 32];
-                rand::thread_rng().fill_bytes(&mut salt);
-                DaySalt { day: today, salt }
-            });
-        let previous = known.iter().find(|s| s.day == today - 1).copied();
-        (current, previous)
+    /// The salts to hold on `today`, given the ones known: reuse today's (or the one prepared
+    /// for it), keep yesterday's and a prepared tomorrow's, forget everything else.
+    fn state_for(today: i64, known: &[DaySalt]) -> Held {
+        let find = |day: i64| known.iter().find(|s| s.day == day).copied();
+        Held {
+            today: find(today).unwrap_or_else(|| random_salt(today)),
+            yesterday: find(today - 1),
+            tomorrow: find(today + 1),
+        }
     }
 
-    fn persist(&self, state: &(DaySalt, Option<DaySalt>)) -> Result<(), KeyError> {
+    fn persist(&self, state: &Held) -> Result<(), KeyError> {
         let mut file = SaltFile::default();
-        file.days.insert(state.0.day, hex::encode(state.0.salt));
-        if let Some(p) = state.1 {
-            file.days.insert(p.day, hex::encode(p.salt));
+        for s in [Some(state.today), state.yesterday, state.tomorrow]
+            .into_iter()
+            .flatten()
+        {
+            file.days.insert(s.day, hex::encode(s.salt));
         }
         let json = serde_json::to_vec_pretty(&file).map_err(|e| KeyError::Corrupt {
             path: self.path.clone(),
@@ -163,29 +172,104 @@ impl Salts {
         write_private(&self.path, &json)
     }
 
-    /// Today's salt and yesterday's (if known), rotating first if the day changed.
-    pub fn current(&self) -> (DaySalt, Option<DaySalt>) {
+    fn persist_or_log(&self, state: &Held) {
+        if let Err(e) = self.persist(state) {
+            // Keep serving with the in-memory salt: a restart today would start a new one,
+            // which only splits visitor ids, it never links them.
+            tracing::error!(error = %e, "could not persist the visitor salts");
+        }
+    }
+
+    /// The held salts for the current day, rotating first if the day changed.
+    fn held(&self) -> Held {
         let today = day_number(self.clock.now_ms());
         {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-            if state.0.day == today {
+            if state.today.day == today {
                 return *state;
             }
         }
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if state.0.day != today {
-            let known = [Some(state.0), state.1];
-            let known: Vec<DaySalt> = known.into_iter().flatten().collect();
+        if state.today.day != today {
+            let known: Vec<DaySalt> = [Some(state.today), state.yesterday, state.tomorrow]
+                .into_iter()
+                .flatten()
+                .collect();
             *state = Self::state_for(today, &known);
-            if let Err(e) = self.persist(&state) {
-                // Keep serving with the in-memory salt: a restart today would start a new one,
-                // which only splits visitor ids, it never links them.
-                tracing::error!(error = %e, "could not persist rotated salts");
-            }
+            self.persist_or_log(&state);
             tracing::info!(day = today, "rotated the daily visitor salt");
         }
         *state
     }
+
+    /// Today's salt and yesterday's (if known), rotating first if the day changed.
+    pub fn current(&self) -> (DaySalt, Option<DaySalt>) {
+        let held = self.held();
+        (held.today, held.yesterday)
+    }
+
+    /// This instance's salt for `day` (today or tomorrow), made and kept now if it has none:
+    /// what it offers to the other instances when nobody has offered one yet.
+    pub fn proposal(&self, day: i64) -> Option<DaySalt> {
+        let held = self.held();
+        if day == held.today.day {
+            return Some(held.today);
+        }
+        if day != held.today.day + 1 {
+            return None;
+        }
+        if let Some(t) = held.tomorrow {
+            return Some(t);
+        }
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if state.today.day + 1 != day {
+            return None; // the day turned meanwhile
+        }
+        let t = *state.tomorrow.get_or_insert_with(|| random_salt(day));
+        self.persist_or_log(&state);
+        Some(t)
+    }
+
+    /// Uses `agreed` for its day from now on (the salt every instance chose). Only yesterday,
+    /// today and tomorrow are held; returns whether anything changed.
+    pub fn adopt(&self, agreed: DaySalt) -> bool {
+        let today = self.held().today.day;
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if state.today.day != today {
+            return false; // the day turned meanwhile; the next sync brings it up to date
+        }
+        let slot = match agreed.day - today {
+            -1 => &mut state.yesterday,
+            1 => &mut state.tomorrow,
+            0 => {
+                if state.today == agreed {
+                    return false;
+                }
+                tracing::info!(
+                    day = agreed.day,
+                    "switching today's visitor salt to the one shared by the other instances"
+                );
+                state.today = agreed;
+                self.persist_or_log(&state);
+                return true;
+            }
+            _ => return false,
+        };
+        if *slot == Some(agreed) {
+            return false;
+        }
+        *slot = Some(agreed);
+        self.persist_or_log(&state);
+        true
+    }
+}
+
+/// A salt from its hex text.
+pub fn parse_salt(hex_salt: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(hex_salt.trim()).map_err(|e| e.to_string())?;
+    bytes
+        .try_into()
+        .map_err(|_| "salt is not 32 bytes".to_owned())
 }
 
 #[cfg(test)]
@@ -263,6 +347,50 @@ mod tests {
         assert_eq!(later.0.day, 12);
         assert!(later.1.is_none());
         assert_ne!(later.0.salt, first.0.salt);
+    }
+
+    #[test]
+    fn a_salt_agreed_for_tomorrow_is_used_at_midnight_and_others_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(50 * DAY + 3_600_000);
+        let salts = Salts::open(dir.path(), Arc::new(clock.clone())).unwrap();
+        let mine = salts.proposal(51).unwrap();
+        assert_eq!(salts.proposal(51), Some(mine), "a proposal is kept");
+        assert_eq!(salts.proposal(53), None, "only today and tomorrow");
+        let agreed = DaySalt {
+            day: 51,
+            salt: [7; 32],
+        };
+        assert!(salts.adopt(agreed));
+        assert!(!salts.adopt(agreed), "adopting twice changes nothing");
+        assert!(!salts.adopt(DaySalt {
+            day: 40,
+            salt: [1; 32]
+        }));
+        // A restart before midnight keeps it.
+        let salts = Salts::open(dir.path(), Arc::new(clock.clone())).unwrap();
+        let today = salts.current().0;
+        clock.advance(DAY);
+        let (t, y) = salts.current();
+        assert_eq!(t, agreed);
+        assert_eq!(y, Some(today));
+    }
+
+    #[test]
+    fn adopting_todays_shared_salt_replaces_the_local_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(9 * DAY);
+        let salts = Salts::open(dir.path(), Arc::new(clock.clone())).unwrap();
+        let local = salts.current().0;
+        let shared = DaySalt {
+            day: 9,
+            salt: [9; 32],
+        };
+        assert_ne!(local, shared);
+        assert!(salts.adopt(shared));
+        assert_eq!(salts.current().0, shared);
+        let reopened = Salts::open(dir.path(), Arc::new(clock)).unwrap();
+        assert_eq!(reopened.current().0, shared, "persisted");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod rollup;
 pub mod row;
 pub mod schema;
 pub mod serve;
+pub mod shared_salts;
 pub mod spool;
 pub mod stats;
 pub mod subjects;

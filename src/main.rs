@@ -44,6 +44,15 @@ enum Cmd {
         /// e.g. 18.16 or 26.1
         #[arg(long)]
         server_version: String,
+        /// Print the cluster variant (shard-local tables ON CLUSTER, Distributed tables over them).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// With --cluster: plain MergeTree on each shard instead of ReplicatedMergeTree.
+        #[arg(long)]
+        not_replicated: bool,
+        /// The database the Distributed tables point into (with --cluster).
+        #[arg(long, default_value = "footfall")]
+        database: String,
     },
     /// Data-subject requests: export, delete, block, unblock or correct what is held for one
     /// identifier (every action is audit-logged as `cli:<user>`).
@@ -256,7 +265,21 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Cmd::Serve) {
             Cmd::Serve => run_serve(config, &env).await,
             Cmd::Migrate => run_migrate(config, &env).await,
-            Cmd::Schema { server_version } => print_schema(&server_version),
+            Cmd::Schema {
+                server_version,
+                cluster,
+                not_replicated,
+                database,
+            } => {
+                let layout = match cluster {
+                    Some(name) => schema::Layout::Cluster {
+                        name,
+                        replicated: !not_replicated,
+                    },
+                    None => schema::Layout::Single,
+                };
+                print_schema(&server_version, &layout, &database)
+            }
             Cmd::Subject { action } => run_subject(config, &env, action).await,
             Cmd::Retention {
                 action: RetentionCmd::Run,
@@ -572,20 +595,27 @@ fn run_token(action: TokenCmd) -> anyhow::Result<()> {
 async fn run_migrate(config: Config, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let (url, managed) = serve::clickhouse_url(&config, env)?;
     let client = serve::admin_server_client(&config, &url);
-    let report = schema::migrate(&client, &config.clickhouse.database).await?;
+    let report = schema::migrate(
+        &client,
+        &config.clickhouse.database,
+        &schema::Layout::from_config(&config.clickhouse),
+    )
+    .await?;
     print!("{report}");
     drop(managed);
     Ok(())
 }
 
-fn print_schema(version: &str) -> anyhow::Result<()> {
+fn print_schema(version: &str, layout: &schema::Layout, database: &str) -> anyhow::Result<()> {
     let v = ServerVersion::parse(version)
         .ok_or_else(|| anyhow::anyhow!("cannot read version {version:?}"))?;
     println!("-- 000_schema_migrations");
-    println!("{};", schema::SCHEMA_MIGRATIONS_DDL);
+    for stmt in layout.statements(schema::SCHEMA_MIGRATIONS_DDL, database) {
+        println!("{stmt};");
+    }
     for m in schema::MIGRATIONS {
         println!("-- {:03}_{}", m.version, m.name);
-        for stmt in schema::statements(&schema::render(m.sql, v)) {
+        for stmt in layout.statements(&schema::render(m.sql, v), database) {
             println!("{stmt};");
         }
     }

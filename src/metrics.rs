@@ -76,6 +76,8 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabel, Counter>,
     pub unauthorised_access_alert: Gauge,
     pub blocklist_size: Gauge,
+    pub salt_shared: Gauge,
+    pub salt_switches: Counter,
     step_seconds: Family<StepLabel, Histogram>,
     steps: [Histogram; Step::COUNT],
 }
@@ -122,6 +124,8 @@ impl Metrics {
             auth_failures: Family::default(),
             unauthorised_access_alert: Gauge::default(),
             blocklist_size: Gauge::default(),
+            salt_shared: Gauge::default(),
+            salt_switches: Counter::default(),
             step_seconds,
             steps,
         };
@@ -192,6 +196,16 @@ impl Metrics {
             "footfall_rows_already_delivered",
             "Rows found already in ClickHouse when re-sending after a failure or a restart, and not sent again",
             m.rows_already_delivered.clone(),
+        );
+        r.register(
+            "footfall_salt_shared",
+            "1 when today's visitor salt is the one agreed with the other instances in ClickHouse (salts.store = \"clickhouse\"), 0 while an instance uses a salt of its own",
+            m.salt_shared.clone(),
+        );
+        r.register(
+            "footfall_salt_switches",
+            "Times today's visitor salt was replaced by the shared one (visitor ids of that day split, never linked)",
+            m.salt_switches.clone(),
         );
         r.register(
             "footfall_batch_rows",

@@ -25,6 +25,9 @@ pub struct View {
     pub select: String,
 }
 
+/// The placeholder between a view's target and its query (rendered by `schema::render`).
+const MV_SECURITY: &str = "{{MV_SECURITY}}";
+
 /// Every materialised view of the migrations, in creation order.
 pub fn views() -> Vec<View> {
     let mut out = Vec::new();
@@ -40,7 +43,9 @@ pub fn views() -> Vec<View> {
             let (Some("TO"), Some(table)) = (to, table) else {
                 continue;
             };
-            let Some(select) = body.trim_start().strip_prefix("AS") else {
+            let body = body.trim_start();
+            let body = body.strip_prefix(MV_SECURITY).unwrap_or(body).trim_start();
+            let Some(select) = body.strip_prefix("AS") else {
                 continue;
             };
             out.push(View {
@@ -90,6 +95,7 @@ pub async fn scope_of(
 /// the tables rewritten.
 pub async fn rebuild(
     db: &Client,
+    tables: &crate::schema::Tables,
     scope: &Scope,
     clock: &SharedClock,
     timeout: Duration,
@@ -122,13 +128,13 @@ pub async fn rebuild(
         };
         db.query(&format!(
             "ALTER TABLE {} DELETE WHERE {table_filter}",
-            view.table
+            tables.alter(&view.table)
         ))
         .bind(scope.site.as_str())
         .bind(keys)
         .execute()
         .await?;
-        wait_for_mutations(db, &view.table, timeout).await?;
+        wait_for_mutations(db, tables, &view.table, timeout).await?;
         let select = view.select.replacen(
             "FROM events",
             &format!("FROM (SELECT * FROM events WHERE {events_filter}) AS events"),
@@ -160,14 +166,15 @@ pub async fn rebuild(
     // Older versions of those days may still hold what was removed until a merge drops them.
     for table in crate::rollup::SUMMARY_TABLES {
         db.query(&format!(
-            "ALTER TABLE {table} DELETE WHERE site = ? AND has(arrayMap(d -> toDate(d), ?), day) AND version < ?"
+            "ALTER TABLE {} DELETE WHERE site = ? AND has(arrayMap(d -> toDate(d), ?), day) AND version < ?",
+            tables.alter(table)
         ))
         .bind(scope.site.as_str())
         .bind(&days)
         .bind(before)
         .execute()
         .await?;
-        wait_for_mutations(db, table, timeout).await?;
+        wait_for_mutations(db, tables, table, timeout).await?;
         rewritten.push(table.to_string());
     }
     Ok(rewritten)

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "analytics",
         sql: include_str!("../schema/003_analytics.sql"),
     },
+    Migration {
+        version: 4,
+        name: "salts",
+        sql: include_str!("../schema/004_salts.sql"),
+    },
 ];
 
 /// Where applied migrations are recorded (created by `migrate` before the first migration).
@@ -62,6 +67,12 @@ impl ServerVersion {
         self.major >= 20
     }
 
+    /// `SQL SECURITY DEFINER` on materialised views (24.4 and later; older servers run a view
+    /// with the inserting user's rights and do not know the clause).
+    pub fn sql_security(self) -> bool {
+        (self.major, self.minor) >= (24, 4)
+    }
+
     /// Typed row validation needs `RowBinaryWithNamesAndTypes`, which old servers lack.
     pub fn supports_validation(self) -> bool {
         self.major >= 24
@@ -81,7 +92,17 @@ pub fn render(sql: &str, version: ServerVersion) -> String {
     } else {
         "String"
     };
+    // A view runs as the user who ran the migration (the admin user), so the ingest user, whose
+    // INSERT into events fires the views, needs no rights on the columns they read or the tables
+    // they fill. Current servers default to this too; saying it keeps it true whatever a
+    // server's `default_materialized_view_sql_security` is.
+    let security = if version.sql_security() {
+        "SQL SECURITY DEFINER"
+    } else {
+        ""
+    };
     sql.replace("{{LC}}", lc)
+        .replace("{{MV_SECURITY}}", security)
 }
 
 /// The statements of a rendered migration: split on `;` at line ends, comments dropped.
@@ -110,6 +131,198 @@ pub fn statements(sql: &str) -> Vec<String> {
     out
 }
 
+/// Where footfall's tables live: one server, or a cluster of shards.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Layout {
+    #[default]
+    Single,
+    /// Each table `t` is `t_local` on every shard (created `ON CLUSTER`, Replicated engines when
+    /// `replicated`), and `t` is a `Distributed` table over them, so every query reads `t` as on
+    /// one server. Materialised views run on each shard over its `events_local`.
+    Cluster { name: String, replicated: bool },
+}
+
+/// How rows of each table are spread over shards (the `Distributed` sharding key).
+fn sharding_key(table: &str) -> &'static str {
+    match table {
+        // A visitor's events stay together, so each shard's views see whole sessions. footfall's
+        // `insert = "local"` computes the same: the first 4 bytes of the id, little-endian.
+        "events" => "reinterpretAsUInt32(visitor_id)",
+        // Read with FINAL or "newest version": every version of a key must be on one shard.
+        "daily_summary" | "session_breakdown" | "daily_breakdown" | "subject_blocks" => {
+            "cityHash64(site)"
+        }
+        "salts" => "toUInt32(day)",
+        _ => "rand()",
+    }
+}
+
+impl Layout {
+    pub fn from_config(c: &crate::config::ClickHouseConfig) -> Self {
+        match &c.cluster {
+            Some(name) => Layout::Cluster {
+                name: name.clone(),
+                replicated: c.replicated,
+            },
+            None => Layout::Single,
+        }
+    }
+
+    /// ` ON CLUSTER <name>` for DDL and mutations on a cluster, nothing on one server.
+    pub fn on_cluster(&self) -> String {
+        match self {
+            Layout::Single => String::new(),
+            Layout::Cluster { name, .. } => format!(" ON CLUSTER {name}"),
+        }
+    }
+
+    /// The table that holds the rows of `table` (what mutations and partitions act on).
+    pub fn local(&self, table: &str) -> String {
+        match self {
+            Layout::Single => table.to_owned(),
+            Layout::Cluster { .. } => format!("{table}_local"),
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Layout::Cluster { .. })
+    }
+
+    /// The statements of one rendered migration for this layout (`database` is footfall's).
+    pub fn statements(&self, sql: &str, database: &str) -> Vec<String> {
+        let plain = statements(sql);
+        let Layout::Cluster { name, replicated } = self else {
+            return plain;
+        };
+        let mut out = Vec::new();
+        for stmt in plain {
+            if let Some(rest) = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ") {
+                let table: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let body = &rest[table.len()..];
+                let body = if *replicated {
+                    replicated_engine(body, database, &table)
+                } else {
+                    body.to_owned()
+                };
+                // Names are qualified: each shard runs the DDL from the distributed queue, where
+                // the initiator's current database does not apply.
+                out.push(format!(
+                    "CREATE TABLE IF NOT EXISTS {database}.{table}_local ON CLUSTER {name}{body}"
+                ));
+                out.push(format!(
+                    "CREATE TABLE IF NOT EXISTS {database}.{table} ON CLUSTER {name} \
+                     AS {database}.{table}_local \
+                     ENGINE = Distributed({name}, {database}, {table}_local, {})",
+                    sharding_key(&table)
+                ));
+            } else if let Some(rest) = stmt.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS ")
+            {
+                // `v TO t AS SELECT ... FROM events`: on every shard, from its own events.
+                let mut words = rest.splitn(4, ' ');
+                let (view, _to, target, select) = (
+                    words.next().unwrap_or(""),
+                    words.next(),
+                    words.next().unwrap_or(""),
+                    words.next().unwrap_or(""),
+                );
+                out.push(format!(
+                    "CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{view} ON CLUSTER {name} \
+                     TO {database}.{target}_local {}",
+                    select.replacen("FROM events", &format!("FROM {database}.events_local"), 1)
+                ));
+            } else {
+                out.push(stmt);
+            }
+        }
+        out
+    }
+}
+
+/// footfall's tables on a server or a cluster, as the admin side addresses them: reads and
+/// inserts use the plain names (the `Distributed` tables on a cluster), mutations and
+/// partitions the tables that hold the rows, and system tables of every shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub database: String,
+    pub layout: Layout,
+}
+
+impl Tables {
+    pub fn from_config(c: &crate::config::ClickHouseConfig) -> Self {
+        Self {
+            database: c.database.clone(),
+            layout: Layout::from_config(c),
+        }
+    }
+
+    /// One server with footfall's database (tests, single-node tools).
+    pub fn single(database: &str) -> Self {
+        Self {
+            database: database.to_owned(),
+            layout: Layout::Single,
+        }
+    }
+
+    /// `ALTER TABLE <this> ...`: the table holding `table`'s rows, `ON CLUSTER` (and qualified:
+    /// shards run it outside this session) when needed.
+    pub fn alter(&self, table: &str) -> String {
+        match &self.layout {
+            Layout::Single => table.to_owned(),
+            Layout::Cluster { .. } => format!(
+                "{}.{}{}",
+                self.database,
+                self.layout.local(table),
+                self.layout.on_cluster()
+            ),
+        }
+    }
+
+    /// A system table (`mutations`, `parts`) of this server, or of every shard of the cluster.
+    pub fn system(&self, name: &str) -> String {
+        match &self.layout {
+            Layout::Single => format!("system.{name}"),
+            Layout::Cluster { name: cluster, .. } => {
+                format!("cluster('{cluster}', system, {name})")
+            }
+        }
+    }
+
+    /// The table name as system tables know it (`t_local` on a cluster).
+    pub fn stored(&self, table: &str) -> String {
+        self.layout.local(table)
+    }
+}
+
+/// `ENGINE = XMergeTree[(args)]` as `ReplicatedXMergeTree('<zk path>', '{replica}'[, args])`.
+fn replicated_engine(body: &str, database: &str, table: &str) -> String {
+    let Some(at) = body.find("ENGINE = ") else {
+        return body.to_owned();
+    };
+    let start = at + "ENGINE = ".len();
+    let name_len = body[start..]
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(body.len() - start);
+    let engine = &body[start..start + name_len];
+    let after = &body[start + name_len..];
+    let (args, rest) = match after.strip_prefix('(') {
+        Some(inner) => match inner.find(')') {
+            Some(close) => (inner[..close].trim(), &inner[close + 1..]),
+            None => ("", after),
+        },
+        None => ("", after),
+    };
+    let path = format!("'/clickhouse/tables/{{shard}}/{database}/{table}_local', '{{replica}}'");
+    let args = if args.is_empty() {
+        path
+    } else {
+        format!("{path}, {args}")
+    };
+    format!("{}ENGINE = Replicated{engine}({args}){rest}", &body[..at])
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error("cannot reach ClickHouse: {0}")]
@@ -127,6 +340,8 @@ pub enum SchemaError {
         what: &'static str,
         source: clickhouse::error::Error,
     },
+    #[error("ClickHouse does not match footfall's configuration: {0}")]
+    Config(String),
 }
 
 /// Asks the server for its version. Works on every version (plain RowBinary, no validation).
@@ -175,7 +390,11 @@ impl std::fmt::Display for MigrationReport {
 /// Applies every migration not yet recorded in `database`, creating the database if needed.
 ///
 /// `server` must not have a database set; `database` has been validated as a plain identifier.
-pub async fn migrate(server: &Client, database: &str) -> Result<MigrationReport, SchemaError> {
+pub async fn migrate(
+    server: &Client,
+    database: &str,
+    layout: &Layout,
+) -> Result<MigrationReport, SchemaError> {
     let version = server_version(server).await?;
     let server = server.clone().with_validation(false);
     let mut report = MigrationReport {
@@ -192,9 +411,13 @@ pub async fn migrate(server: &Client, database: &str) -> Result<MigrationReport,
             what: "looking up the database",
             source,
         })?;
-    if exists == 0 {
+    // On a cluster the database must exist on every shard, whatever this one has.
+    if exists == 0 || layout.is_cluster() {
         server
-            .query("CREATE DATABASE IF NOT EXISTS ?")
+            .query(&format!(
+                "CREATE DATABASE IF NOT EXISTS ?{}",
+                layout.on_cluster()
+            ))
             .bind(clickhouse::sql::Identifier(database))
             .execute()
             .await
@@ -202,16 +425,22 @@ pub async fn migrate(server: &Client, database: &str) -> Result<MigrationReport,
                 what: "creating the database",
                 source,
             })?;
-        report.created_database = true;
+        report.created_database = exists == 0;
     }
-    let db = server.with_database(database);
-    db.query(SCHEMA_MIGRATIONS_DDL)
-        .execute()
-        .await
-        .map_err(|source| SchemaError::Query {
-            what: "creating schema_migrations",
-            source,
-        })?;
+    let mut db = server.with_database(database);
+    if layout.is_cluster() {
+        // Rows written through a Distributed table are on their shard when the INSERT returns.
+        db = db.with_setting("insert_distributed_sync", "1");
+    }
+    for stmt in layout.statements(SCHEMA_MIGRATIONS_DDL, database) {
+        db.query(&stmt)
+            .execute()
+            .await
+            .map_err(|source| SchemaError::Query {
+                what: "creating schema_migrations",
+                source,
+            })?;
+    }
     let applied: Vec<u32> = db
         .query("SELECT DISTINCT version FROM schema_migrations")
         .fetch_all()
@@ -226,7 +455,7 @@ pub async fn migrate(server: &Client, database: &str) -> Result<MigrationReport,
             report.already_applied.push(label);
             continue;
         }
-        for stmt in statements(&render(m.sql, version)) {
+        for stmt in layout.statements(&render(m.sql, version), database) {
             db.query(&stmt)
                 .execute()
                 .await
@@ -365,5 +594,74 @@ mod tests {
                 "CREATE TABLE b (y UInt8)"
             ]
         );
+    }
+
+    #[test]
+    fn views_run_as_their_definer_where_the_server_knows_the_clause() {
+        let mv = "CREATE MATERIALIZED VIEW IF NOT EXISTS v TO t {{MV_SECURITY}} AS SELECT 1";
+        let v = |major, minor| ServerVersion { major, minor };
+        assert!(render(mv, v(26, 9)).contains("TO t SQL SECURITY DEFINER AS"));
+        assert!(render(mv, v(24, 4)).contains("SQL SECURITY DEFINER"));
+        assert!(!render(mv, v(24, 3)).contains("SECURITY"));
+        assert!(!render(mv, v(18, 16)).contains("SECURITY"));
+    }
+
+    #[test]
+    fn the_cluster_schema_is_made_from_the_same_migrations() {
+        let layout = Layout::Cluster {
+            name: "c1".into(),
+            replicated: true,
+        };
+        let v = ServerVersion {
+            major: 18,
+            minor: 16,
+        };
+        let mut all = Vec::new();
+        for m in MIGRATIONS {
+            let single = statements(&render(m.sql, v));
+            let cluster = layout.statements(&render(m.sql, v), "ff");
+            let tables = single
+                .iter()
+                .filter(|s| s.starts_with("CREATE TABLE"))
+                .count();
+            // Each table becomes a shard-local table and a Distributed table over it.
+            assert_eq!(cluster.len(), single.len() + tables, "{}", m.name);
+            all.extend(cluster);
+        }
+        let events_local = all
+            .iter()
+            .find(|s| s.starts_with("CREATE TABLE IF NOT EXISTS ff.events_local ON CLUSTER c1"))
+            .expect("events_local");
+        assert!(events_local.contains(
+            "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/ff/events_local', '{replica}')"
+        ));
+        assert!(all.iter().any(|s| s.starts_with(
+            "CREATE TABLE IF NOT EXISTS ff.events ON CLUSTER c1 AS ff.events_local \
+             ENGINE = Distributed(c1, ff, events_local, reinterpretAsUInt32(visitor_id))"
+        )));
+        // Engines with parameters keep them after the replication path.
+        assert!(all.iter().any(|s| s.contains(
+            "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/ff/subject_blocks_local', '{replica}', changed_ms)"
+        )));
+        for s in all.iter().filter(|s| s.contains("MATERIALIZED VIEW")) {
+            assert!(s.contains(" ON CLUSTER c1 TO ff."), "{s}");
+            assert!(s.contains("_local"), "{s}");
+            assert!(s.contains("FROM ff.events_local"), "{s}");
+            assert!(!s.contains("FROM events"), "{s}");
+        }
+        for s in &all {
+            assert!(
+                s.contains("ON CLUSTER c1"),
+                "every statement runs on every shard: {s}"
+            );
+            assert!(!s.contains("Replicated") || s.contains("{shard}"), "{s}");
+        }
+        let tables = Tables {
+            database: "ff".into(),
+            layout,
+        };
+        assert_eq!(tables.alter("events"), "ff.events_local ON CLUSTER c1");
+        assert_eq!(tables.system("parts"), "cluster('c1', system, parts)");
+        assert_eq!(Tables::single("ff").alter("events"), "events");
     }
 }

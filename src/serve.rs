@@ -30,6 +30,7 @@ use crate::managed::{Binary, ManagedClickHouse, ManagedError};
 use crate::metrics::Metrics;
 use crate::privacy::blocklist::BlockList;
 use crate::schema;
+use crate::shared_salts::SharedSalts;
 use crate::spool::{self, Appender, SpoolOptions};
 use crate::writer::{self, DeliveryState, Destination, WriterConfig};
 
@@ -47,6 +48,7 @@ pub struct Running {
     janitor: JoinHandle<()>,
     housekeeping: JoinHandle<()>,
     rollups: JoinHandle<()>,
+    salt_sync: Option<JoinHandle<()>>,
     managed: Option<ManagedClickHouse>,
 }
 
@@ -64,10 +66,17 @@ pub fn server_client(config: &Config, url: &str) -> Client {
 /// The client for footfall's own database with the admin account (migrations, retention,
 /// subject requests, audit log), which is the ingest account unless one is configured.
 pub fn admin_client(config: &Config, url: &str) -> Client {
-    admin_server_client(config, url)
+    let client = admin_server_client(config, url)
         .with_database(&config.clickhouse.database)
         // Admin rows are few; 18.16 cannot validate, and current servers do not need to.
-        .with_validation(false)
+        .with_validation(false);
+    if config.clickhouse.cluster.is_some() {
+        // Audit records, blocks and summaries written through Distributed tables are on their
+        // shard when the INSERT returns, so the next read sees them.
+        client.with_setting("insert_distributed_sync", "1")
+    } else {
+        client
+    }
 }
 
 /// The client the stats API reads with: the analyst account when one is configured (SELECT on
@@ -190,7 +199,7 @@ pub async fn start(
         provider,
         ua_cache_size: config.limits.ua_cache_size,
         secret: secret.clone(),
-        salts,
+        salts: salts.clone(),
         scrub_params: config.privacy.scrub_params.clone(),
         clock: clock.clone(),
         metrics: metrics.clone(),
@@ -229,12 +238,14 @@ pub async fn start(
             server_client(&config, url)
         }
     });
+    let layout = schema::Layout::from_config(&config.clickhouse);
     if let (Some(server), true) = (&migrator, config.clickhouse.migrate_on_start) {
         // When ClickHouse is already up, the schema is in place before the first request; when it
         // is not, the writer applies it once ClickHouse answers.
         let database = &config.clickhouse.database;
-        match tokio::time::timeout(Duration::from_secs(5), schema::migrate(server, database)).await
-        {
+        // DDL on a cluster goes through ZooKeeper, statement by statement: give it longer.
+        let wait = Duration::from_secs(if layout.is_cluster() { 120 } else { 5 });
+        match tokio::time::timeout(wait, schema::migrate(server, database, &layout)).await {
             Ok(Ok(report)) => {
                 for m in &report.applied {
                     tracing::info!(migration = %m, "applied schema migration");
@@ -244,16 +255,48 @@ pub async fn start(
                 tracing::warn!(error = %e, "ClickHouse is not ready; events are kept in the spool until it is")
             }
             Err(_) => tracing::warn!(
-                "ClickHouse did not answer within 5 s; events are kept in the spool until it does"
+                wait_secs = wait.as_secs(),
+                "ClickHouse did not answer in time; events are kept in the spool until it does"
             ),
         }
     }
+    // Shared visitor salts: agreed before the first request when ClickHouse answers.
+    let salt_sync = match (&url, config.salts.store) {
+        (Some(url), crate::config::SaltStore::Clickhouse) => {
+            let shared = SharedSalts::new(
+                admin_client(&config, url),
+                schema::Tables::from_config(&config.clickhouse),
+                salts.clone(),
+                clock.clone(),
+                metrics.clone(),
+            );
+            shared.first_sync(Duration::from_secs(5)).await;
+            Some(tokio::spawn(shared.run()))
+        }
+        (None, crate::config::SaltStore::Clickhouse) => {
+            tracing::warn!("salts.store = \"clickhouse\" without a ClickHouse: using this instance's own visitor salt");
+            None
+        }
+        (_, crate::config::SaltStore::Local) => None,
+    };
     let writer = server.clone().map(|server| {
         tokio::spawn(writer::run(
             Destination::Server {
                 server,
                 database: config.clickhouse.database.clone(),
                 migrate: config.clickhouse.migrate_on_start && !separate_admin,
+                layout: layout.clone(),
+                shards: match config.clickhouse.insert {
+                    crate::config::InsertMode::Local => config
+                        .clickhouse
+                        .shard_urls
+                        .iter()
+                        .map(|u| {
+                            server_client(&config, u).with_database(&config.clickhouse.database)
+                        })
+                        .collect(),
+                    crate::config::InsertMode::Distributed => Vec::new(),
+                },
             },
             reader,
             WriterConfig {
@@ -329,6 +372,7 @@ pub async fn start(
         admin,
         migrator.filter(|_| separate_admin && config.clickhouse.migrate_on_start),
         config.clickhouse.database.clone(),
+        layout.clone(),
         Duration::from_secs(config.privacy.blocklist_refresh_secs.max(1)),
         Duration::from_secs(config.retention.interval_secs),
     ));
@@ -350,6 +394,7 @@ pub async fn start(
         janitor,
         housekeeping,
         rollups,
+        salt_sync,
         managed,
     })
 }
@@ -361,6 +406,7 @@ async fn housekeeping(
     admin: Arc<Admin>,
     mut migrator: Option<Client>,
     database: String,
+    layout: schema::Layout,
     refresh: Duration,
     retention_every: Duration,
 ) {
@@ -371,7 +417,7 @@ async fn housekeeping(
     loop {
         tick.tick().await;
         if let Some(server) = &migrator {
-            match schema::migrate(server, &database).await {
+            match schema::migrate(server, &database, &layout).await {
                 Ok(report) => {
                     for m in &report.applied {
                         tracing::info!(migration = %m, "applied schema migration");
@@ -440,6 +486,10 @@ impl Running {
         let _ = self.housekeeping.await;
         self.rollups.abort();
         let _ = self.rollups.await;
+        if let Some(sync) = self.salt_sync.take() {
+            sync.abort();
+            let _ = sync.await;
+        }
         let spool = self.spool.clone();
         tokio::task::spawn_blocking(move || spool.close()).await?;
         let _ = self.shutdown.send(true);

@@ -370,20 +370,22 @@ async fn export_sessions(db: &Client, s: &Subject) -> Result<Vec<serde_json::Val
         .collect()
 }
 
-/// Waits until no mutation of `table` is pending.
+/// Waits until no mutation of `table` is pending (on every shard of a cluster).
 pub async fn wait_for_mutations(
     db: &Client,
+    tables: &crate::schema::Tables,
     table: &str,
     timeout: Duration,
 ) -> Result<(), SubjectError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let pending: u64 = db
-            .query(
-                "SELECT count() FROM system.mutations \
-                 WHERE database = currentDatabase() AND table = ? AND is_done = 0",
-            )
-            .bind(table)
+            .query(&format!(
+                "SELECT count() FROM {} WHERE database = ? AND table = ? AND is_done = 0",
+                tables.system("mutations")
+            ))
+            .bind(tables.database.as_str())
+            .bind(tables.stored(table))
             .fetch_one()
             .await?;
         if pending == 0 {
@@ -409,6 +411,7 @@ enum Mutation<'a> {
 /// counting again that no row matches the subject any more.
 async fn mutate(
     db: &Client,
+    tables: &crate::schema::Tables,
     s: &Subject,
     m: Mutation<'_>,
     timeout: Duration,
@@ -423,19 +426,19 @@ async fn mutate(
             let q = match m {
                 Mutation::Delete => db.query(&format!(
                     "ALTER TABLE {} DELETE WHERE {}",
-                    t.table,
+                    tables.alter(t.table),
                     s.condition()
                 )),
                 Mutation::SetUserId(to) => db
                     .query(&format!(
                         "ALTER TABLE {} UPDATE user_id = ? WHERE {}",
-                        t.table,
+                        tables.alter(t.table),
                         s.condition()
                     ))
                     .bind(to),
             };
             s.bind(q).execute().await?;
-            wait_for_mutations(db, t.table, timeout).await?;
+            wait_for_mutations(db, tables, t.table, timeout).await?;
         }
         let after = count(db, t.table, s).await?;
         if after > 0 {
@@ -458,13 +461,14 @@ async fn mutate(
 /// confirms that no session is attributed to the identifier any more.
 pub async fn delete(
     db: &Client,
+    tables: &crate::schema::Tables,
     s: &Subject,
     timeout: Duration,
     clock: &SharedClock,
 ) -> Result<Vec<TableCount>, SubjectError> {
     let scope = affected(db, s).await?;
-    let mut counts = mutate(db, s, Mutation::Delete, timeout).await?;
-    counts.extend(rebuild_after(db, s, &scope, timeout, clock).await?);
+    let mut counts = mutate(db, tables, s, Mutation::Delete, timeout).await?;
+    counts.extend(rebuild_after(db, tables, s, &scope, timeout, clock).await?);
     Ok(counts)
 }
 
@@ -472,6 +476,7 @@ pub async fn delete(
 /// empty removes the user id). Returns, per table, the rows that had the old id before and after.
 pub async fn correct_user_id(
     db: &Client,
+    tables: &crate::schema::Tables,
     s: &Subject,
     to: &str,
     ids: &IdHasher,
@@ -490,8 +495,8 @@ pub async fn correct_user_id(
         ));
     }
     let scope = affected(db, s).await?;
-    let mut counts = mutate(db, s, Mutation::SetUserId(&new_hash), timeout).await?;
-    counts.extend(rebuild_after(db, s, &scope, timeout, clock).await?);
+    let mut counts = mutate(db, tables, s, Mutation::SetUserId(&new_hash), timeout).await?;
+    counts.extend(rebuild_after(db, tables, s, &scope, timeout, clock).await?);
     Ok(counts)
 }
 
@@ -508,6 +513,7 @@ async fn affected(db: &Client, s: &Subject) -> Result<crate::rebuild::Scope, Sub
 /// rollup tables rewritten (their rows of the affected days, before and after).
 async fn rebuild_after(
     db: &Client,
+    tables: &crate::schema::Tables,
     s: &Subject,
     scope: &crate::rebuild::Scope,
     timeout: Duration,
@@ -516,7 +522,7 @@ async fn rebuild_after(
     if scope.days.is_empty() && scope.sessions.is_empty() {
         return Ok(Vec::new());
     }
-    crate::rebuild::rebuild(db, scope, clock, timeout).await?;
+    crate::rebuild::rebuild(db, tables, scope, clock, timeout).await?;
     let after = sessions_attributed(db, s, &scope.sessions).await?;
     if after > 0 {
         return Err(SubjectError::NotRemoved {

@@ -55,6 +55,10 @@ pub enum Destination {
         server: Client,
         database: String,
         migrate: bool,
+        layout: schema::Layout,
+        /// With `insert = "local"` on a cluster: a client for each shard (its database set), in
+        /// shard order; rows go to `events_local` of the shard the sharding key names.
+        shards: Vec<Client>,
     },
     /// A database client used as it is (the crate's mock in unit tests).
     Database(Client),
@@ -157,6 +161,8 @@ pub async fn run(
         shutdown,
         give_up_at: None,
         unsure: false,
+        validation: false,
+        shard_map: None,
     };
     match w.deliver_all().await {
         Ok(()) => tracing::info!("writer stopped: every accepted event was delivered or set aside"),
@@ -183,40 +189,44 @@ enum SendError {
     Lookup(clickhouse::error::Error),
 }
 
-/// What one delivery attempt achieved.
-enum Delivered {
-    /// This many rows were inserted (the others were there already).
-    Inserted(usize),
-    /// Every row was already in ClickHouse.
-    AllThere,
+/// Where a group of rows is inserted: through the main client (into `events`, the
+/// `Distributed` table on a cluster), or straight into one shard's `events_local`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Main,
+    Shard(usize),
 }
 
-/// Sends `rows` as one INSERT.
-async fn insert(db: &Client, rows: &[EventRow]) -> Result<(), SendError> {
-    let mut insert = db.insert::<EventRow>(EVENTS_TABLE).await?;
+/// Sends `rows` as one INSERT into `table`.
+async fn insert(db: &Client, table: &str, rows: &[&EventRow]) -> Result<(), SendError> {
+    let mut insert = db.insert::<EventRow>(table).await?;
     for row in rows {
         insert.write(row).await?;
     }
     Ok(insert.end().await?)
 }
 
-/// How many leading `rows` are already in ClickHouse. What landed is always a prefix (see the
+/// How many leading `rows` are already in `table`. What landed is always a prefix (see the
 /// module doc), so a binary search needs about log2(rows) point lookups, each on the primary key.
-async fn landed_prefix(db: &Client, rows: &[EventRow]) -> Result<usize, clickhouse::error::Error> {
+async fn landed_prefix(
+    db: &Client,
+    table: &str,
+    rows: &[&EventRow],
+) -> Result<usize, clickhouse::error::Error> {
     let Some(last) = rows.len().checked_sub(1) else {
         return Ok(0);
     };
-    if !is_stored(db, &rows[0]).await? {
+    if !is_stored(db, table, rows[0]).await? {
         return Ok(0);
     }
-    if is_stored(db, &rows[last]).await? {
+    if is_stored(db, table, rows[last]).await? {
         return Ok(rows.len());
     }
     // rows[lo] is stored, rows[hi] is not.
     let (mut lo, mut hi) = (0, last);
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        if is_stored(db, &rows[mid]).await? {
+        if is_stored(db, table, rows[mid]).await? {
             lo = mid;
         } else {
             hi = mid;
@@ -225,15 +235,19 @@ async fn landed_prefix(db: &Client, rows: &[EventRow]) -> Result<usize, clickhou
     Ok(hi)
 }
 
-/// Whether this exact event is in the events table: a lookup on the whole sorting key.
-async fn is_stored(db: &Client, row: &EventRow) -> Result<bool, clickhouse::error::Error> {
+/// Whether this exact event is in `table`: a lookup on the whole sorting key.
+async fn is_stored(
+    db: &Client,
+    table: &str,
+    row: &EventRow,
+) -> Result<bool, clickhouse::error::Error> {
     let n: u64 = db
         .query(
             "SELECT count() FROM ? WHERE site = ? AND toDate(received_at) = toDate(toDateTime(?)) \
              AND received_at = toDateTime(?) AND visitor_id = unhex(?) AND event_id = toUUID(?)",
         )
-        .bind(clickhouse::sql::Identifier(EVENTS_TABLE))
-        .bind(&row.site)
+        .bind(clickhouse::sql::Identifier(table))
+        .bind(row.site.as_str())
         .bind(row.received_at)
         .bind(row.received_at)
         .bind(hex::encode(row.visitor_id))
@@ -241,6 +255,71 @@ async fn is_stored(db: &Client, row: &EventRow) -> Result<bool, clickhouse::erro
         .fetch_one()
         .await?;
     Ok(n > 0)
+}
+
+/// How the cluster spreads `events` over its shards: each shard's weight, in shard order.
+///
+/// ClickHouse's `Distributed` engine gives shard `i` `weight[i]` consecutive slots and sends a row
+/// to the shard owning slot `key % sum(weights)`; the key of `events` is
+/// `reinterpretAsUInt32(visitor_id)`, the id's first 4 bytes little-endian.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardMap {
+    slots: Vec<usize>,
+    shards: usize,
+}
+
+impl ShardMap {
+    /// From the weights of the shards in shard order (a zero weight takes no rows, as in
+    /// ClickHouse). None when no shard has a weight.
+    pub fn new(weights: &[u32]) -> Option<Self> {
+        let slots: Vec<usize> = weights
+            .iter()
+            .enumerate()
+            .flat_map(|(i, w)| std::iter::repeat_n(i, *w as usize))
+            .collect();
+        (!slots.is_empty()).then_some(Self {
+            slots,
+            shards: weights.len(),
+        })
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// The shard (0-based, in shard order) that holds `row`.
+    pub fn shard_of(&self, row: &EventRow) -> usize {
+        let key = u32::from_le_bytes([
+            row.visitor_id[0],
+            row.visitor_id[1],
+            row.visitor_id[2],
+            row.visitor_id[3],
+        ]);
+        self.slots[key as usize % self.slots.len()]
+    }
+}
+
+/// The shard weights of `cluster`, as the server the writer talks to knows them.
+async fn shard_map(server: &Client, cluster: &str) -> Result<ShardMap, schema::SchemaError> {
+    let weights: Vec<u32> = server
+        .clone()
+        .with_validation(false)
+        .query(
+            "SELECT toUInt32(any(shard_weight)) FROM system.clusters WHERE cluster = ? \
+             GROUP BY shard_num ORDER BY shard_num",
+        )
+        .bind(cluster)
+        .fetch_all()
+        .await
+        .map_err(|source| schema::SchemaError::Query {
+            what: "reading the cluster's shards",
+            source,
+        })?;
+    ShardMap::new(&weights).ok_or_else(|| {
+        schema::SchemaError::Config(format!(
+            "cluster {cluster:?} is not in this server's remote_servers (system.clusters)"
+        ))
+    })
 }
 
 /// One INSERT's worth of records.
@@ -265,6 +344,10 @@ struct Writer {
     /// Rows sent before may have landed without an acknowledgement reaching us (a replay after a
     /// restart, or an INSERT that failed in flight): look them up before sending again.
     unsure: bool,
+    /// Whether the server can validate row types (decided by its version when connecting).
+    validation: bool,
+    /// On a cluster: how `events` is spread over the shards (read when connecting).
+    shard_map: Option<ShardMap>,
 }
 
 impl Writer {
@@ -317,22 +400,47 @@ impl Writer {
         }
     }
 
-    /// Sends `rows` as one INSERT until ClickHouse takes them or refuses them as bad data. Rows
-    /// that may already be there are looked up first, and only the ones missing are sent.
+    /// Sends `rows` until ClickHouse takes them or refuses them as bad data: one INSERT, or one
+    /// per shard when inserting into shard-local tables. Rows that may already be there are
+    /// looked up first, and only the ones missing are sent.
     async fn deliver(&mut self, rows: &[EventRow]) -> Result<(), Stop> {
         let mut backoff = self.cfg.min_backoff;
-        let mut sent = 0;
+        // Grouping needs the cluster's shards, known once connected.
+        let groups = loop {
+            match self.database().await {
+                Ok(_) => break self.route(rows),
+                Err(err) => {
+                    self.connect_failed(&err);
+                    tracing::warn!(rows = rows.len(), error = %err, retry_in_ms = backoff.as_millis() as u64, "ClickHouse cannot take rows yet; they stay in the spool and are retried");
+                    self.pause(backoff).await?;
+                    backoff = (backoff * 2).min(self.cfg.max_backoff);
+                }
+            }
+        };
+        let mut done = vec![false; groups.len()];
         loop {
-            let err = match self.try_deliver(&rows[sent..]).await {
-                Ok(Delivered::Inserted(n)) => {
-                    self.acknowledged(n as u64);
-                    return Ok(());
+            let mut failure = None;
+            for (i, (target, group)) in groups.iter().enumerate() {
+                if done[i] {
+                    continue;
                 }
-                Ok(Delivered::AllThere) => return Ok(()),
-                Err((skipped, e)) => {
-                    sent += skipped;
-                    e
+                match self.try_deliver(*target, group).await {
+                    Ok(n) => {
+                        if n > 0 {
+                            self.acknowledged(n as u64);
+                        }
+                        done[i] = true;
+                    }
+                    Err(e) => {
+                        failure = Some((i, e));
+                        break;
+                    }
                 }
+            }
+            let Some((i, err)) = failure else {
+                // Every group is in: nothing of these rows can be in doubt any more.
+                self.unsure = false;
+                return Ok(());
             };
             let class = match &err {
                 // Not reachable yet, or the schema cannot be applied now: try again later.
@@ -346,31 +454,79 @@ impl Writer {
                 })
                 .inc();
             if class == ErrorClass::BadData {
-                let rows = &rows[sent..];
-                tracing::error!(rows = rows.len(), error = %err, "ClickHouse refused the rows as bad data; writing them to the dead-letter file");
-                self.dead_letter(&err.to_string(), rows);
-                return Ok(());
+                let refused: Vec<EventRow> = groups[i].1.iter().map(|r| (*r).clone()).collect();
+                tracing::error!(rows = refused.len(), error = %err, "ClickHouse refused the rows as bad data; writing them to the dead-letter file");
+                self.dead_letter(&err.to_string(), &refused);
+                done[i] = true;
+                continue;
             }
             // The INSERT may have landed before the connection broke.
             self.unsure = true;
             self.db = None;
             self.state.set(DeliveryState::DOWN);
             self.metrics.clickhouse_up.set(0);
-            tracing::warn!(rows = rows.len() - sent, error = %err, retry_in_ms = backoff.as_millis() as u64, "INSERT failed; the rows stay in the spool and are retried");
+            let pending: usize = groups
+                .iter()
+                .zip(&done)
+                .filter(|(_, d)| !**d)
+                .map(|((_, g), _)| g.len())
+                .sum();
+            tracing::warn!(rows = pending, error = %err, retry_in_ms = backoff.as_millis() as u64, "INSERT failed; the rows stay in the spool and are retried");
             self.pause(backoff).await?;
             backoff = (backoff * 2).min(self.cfg.max_backoff);
         }
     }
 
-    /// One attempt: skip what already landed (when unsure), insert the rest. On failure, how many
-    /// leading rows were found to be there already.
-    async fn try_deliver(&mut self, rows: &[EventRow]) -> Result<Delivered, (usize, SendError)> {
-        let db = self.database().await.map_err(|e| (0, e))?;
+    /// The rows in groups, one INSERT each. On a cluster, one group per shard, whether it goes
+    /// through the `Distributed` table or straight to the shard: an INSERT that fails may have
+    /// landed on some shards only, and what landed of each shard's rows is a prefix of them, which
+    /// is what the already-landed lookup relies on.
+    fn route<'r>(&self, rows: &'r [EventRow]) -> Vec<(Target, Vec<&'r EventRow>)> {
+        let (Some(map), Destination::Server { shards, .. }) = (&self.shard_map, &self.dest) else {
+            return vec![(Target::Main, rows.iter().collect())];
+        };
+        let mut groups: Vec<Vec<&EventRow>> = vec![Vec::new(); map.shards()];
+        for row in rows {
+            groups[map.shard_of(row)].push(row);
+        }
+        let local = !shards.is_empty();
+        groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(i, g)| {
+                (
+                    if local {
+                        Target::Shard(i)
+                    } else {
+                        Target::Main
+                    },
+                    g,
+                )
+            })
+            .collect()
+    }
+
+    /// One attempt: skip what already landed (when unsure), insert the rest. Returns the rows
+    /// inserted.
+    async fn try_deliver(
+        &mut self,
+        target: Target,
+        rows: &[&EventRow],
+    ) -> Result<usize, SendError> {
+        let main = self.database().await?;
+        let (db, table) = match (target, &self.dest) {
+            (Target::Shard(i), Destination::Server { shards, .. }) => (
+                shards[i].clone().with_validation(self.validation),
+                "events_local",
+            ),
+            _ => (main, EVENTS_TABLE),
+        };
         let mut skip = 0;
         if self.unsure {
-            skip = landed_prefix(&db, rows)
+            skip = landed_prefix(&db, table, rows)
                 .await
-                .map_err(|e| (0, SendError::Lookup(e)))?;
+                .map_err(SendError::Lookup)?;
             if skip > 0 {
                 self.metrics.rows_already_delivered.inc_by(skip as u64);
                 tracing::info!(
@@ -380,12 +536,11 @@ impl Writer {
             }
             if skip == rows.len() {
                 // Later rows may have landed too (the spool's position can lag by several INSERTs).
-                return Ok(Delivered::AllThere);
+                return Ok(0);
             }
         }
-        insert(&db, &rows[skip..]).await.map_err(|e| (skip, e))?;
-        self.unsure = false;
-        Ok(Delivered::Inserted(rows.len() - skip))
+        insert(&db, table, &rows[skip..]).await?;
+        Ok(rows.len() - skip)
     }
 
     /// Waits `backoff`, or less if shutdown's flush time runs out first.
@@ -426,26 +581,59 @@ impl Writer {
 
     /// Checks the server version (it decides row validation) and applies the schema.
     async fn connect(&mut self) -> Result<Client, schema::SchemaError> {
-        let (server, database, migrate) = match &self.dest {
+        let (server, database, migrate, layout) = match &self.dest {
             Destination::Database(db) => return Ok(db.clone()),
             Destination::Server {
                 server,
                 database,
                 migrate,
-            } => (server, database, *migrate),
+                layout,
+                ..
+            } => (server, database, *migrate, layout),
         };
         let version = schema::server_version(server).await?;
         if migrate {
-            let report = schema::migrate(server, database).await?;
+            let report = schema::migrate(server, database, layout).await?;
             for m in &report.applied {
                 tracing::info!(migration = %m, "applied schema migration");
             }
         }
         tracing::info!(%version, "ClickHouse answers; delivering");
-        Ok(server
+        self.validation = version.supports_validation();
+        let mut db = server
             .clone()
             .with_database(database)
-            .with_validation(version.supports_validation()))
+            .with_validation(self.validation);
+        if let schema::Layout::Cluster { name, .. } = layout {
+            let map = shard_map(server, name).await?;
+            if let Destination::Server { shards, .. } = &self.dest {
+                if !shards.is_empty() && shards.len() != map.shards() {
+                    return Err(schema::SchemaError::Config(format!(
+                        "clickhouse.shard_urls names {} shards, cluster {name:?} has {}",
+                        shards.len(),
+                        map.shards()
+                    )));
+                }
+            }
+            self.shard_map = Some(map);
+            // Through the Distributed table: acknowledged only once every shard has its rows, so
+            // the spool forgets nothing a shard does not hold, and the landed-rows lookup sees them.
+            db = db.with_setting("insert_distributed_sync", "1");
+        }
+        Ok(db)
+    }
+
+    /// ClickHouse could not be reached (or set up) before sending anything.
+    fn connect_failed(&mut self, _err: &SendError) {
+        self.metrics
+            .insert_errors
+            .get_or_create(&ReasonLabel {
+                reason: ErrorClass::Retryable.label(),
+            })
+            .inc();
+        self.db = None;
+        self.state.set(DeliveryState::DOWN);
+        self.metrics.clickhouse_up.set(0);
     }
 
     fn acknowledged(&mut self, n: u64) {
@@ -561,6 +749,34 @@ mod tests {
             seq: n,
             ..EventRow::default()
         }
+    }
+
+    fn with_key(key: u32) -> EventRow {
+        let mut r = row(0);
+        r.visitor_id[..4].copy_from_slice(&key.to_le_bytes());
+        r
+    }
+
+    #[test]
+    fn rows_go_to_the_shard_clickhouse_would_pick() {
+        // Equal weights: key % shards.
+        let even = ShardMap::new(&[1, 1]).unwrap();
+        assert_eq!(even.shards(), 2);
+        assert_eq!(even.shard_of(&with_key(10)), 0);
+        assert_eq!(even.shard_of(&with_key(11)), 1);
+        // The key is the id's first 4 bytes, little-endian (reinterpretAsUInt32).
+        let mut r = row(0);
+        r.visitor_id[..4].copy_from_slice(&[1, 0, 0, 0]);
+        assert_eq!(even.shard_of(&r), 1);
+        // Weights 2 and 1: slots 0 and 1 are shard 0's, slot 2 shard 1's.
+        let weighted = ShardMap::new(&[2, 1]).unwrap();
+        let picks: Vec<usize> = (0..6).map(|k| weighted.shard_of(&with_key(k))).collect();
+        assert_eq!(picks, [0, 0, 1, 0, 0, 1]);
+        // A shard of weight 0 takes nothing; no weight at all is no map.
+        let skip = ShardMap::new(&[0, 1]).unwrap();
+        assert!((0..10).all(|k| skip.shard_of(&with_key(k)) == 1));
+        assert!(ShardMap::new(&[0, 0]).is_none());
+        assert!(ShardMap::new(&[]).is_none());
     }
 
     fn spool_opts(dir: &std::path::Path) -> crate::spool::SpoolOptions {

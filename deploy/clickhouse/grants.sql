@@ -32,12 +32,26 @@ REVOKE ALL ON *.* FROM footfall_admin_role;
 -- mutations), no DROP/TRUNCATE, no reading audit_log, no table functions. Of events it may read
 -- only the four key columns with which the writer checks, after a failed INSERT or a restart,
 -- whether rows already landed (exactly-once delivery); never a URL, title or any other column.
--- The materialised views that fill the rollups run as the user who created them (the admin role:
--- SQL SECURITY DEFINER is the default), so inserting into events needs no rights on those tables.
+-- The materialised views that fill the rollups run as the user who created them (the admin user:
+-- footfall's migrations create them SQL SECURITY DEFINER on 24.4+), so inserting into events needs
+-- no rights on the columns they read or the tables they fill. A view created without the clause
+-- by an older footfall would check the ingest user's rights instead (and the INSERT would fail):
+-- re-create such views with footfall migrate after dropping them, or
+--   ALTER TABLE footfall.<view> MODIFY DEFINER = footfall_admin SQL SECURITY DEFINER
 GRANT INSERT ON footfall.events TO footfall_ingest_role;
 GRANT SELECT(site, received_at, visitor_id, event_id) ON footfall.events TO footfall_ingest_role;
 GRANT SELECT ON footfall.schema_migrations TO footfall_ingest_role;
 GRANT SELECT ON footfall.subject_blocks TO footfall_ingest_role;
+-- On a cluster (FOOTFALL_CLICKHOUSE_CLUSTER) each table `t` is a Distributed table over `t_local`
+-- on the shards, which check the sender's rights on `t_local` too (with the cluster's inter-server
+-- secret, as the Altinity example sets): the same rights on the `_local` names. On one server
+-- those tables do not exist and these grants give nothing.
+GRANT INSERT, SELECT(site, received_at, visitor_id, event_id) ON footfall.events_local TO footfall_ingest_role;
+GRANT SELECT ON footfall.schema_migrations_local TO footfall_ingest_role;
+GRANT SELECT ON footfall.subject_blocks_local TO footfall_ingest_role;
+
+-- The shared visitor salts (table `salts`, FOOTFALL_SALT_STORE=clickhouse) are read, offered and
+-- dropped by the admin account only: neither the ingest nor the analyst role can read them.
 
 -- footfall_analyst_role: reads the analytic tables only (what schema/queries/ and the dashboards
 -- read), never audit_log, subject_blocks or footfall's bookkeeping; no writes of any kind. It is
@@ -51,6 +65,15 @@ GRANT SELECT ON footfall.page_stats TO footfall_analyst_role;
 GRANT SELECT ON footfall.dimension_stats TO footfall_analyst_role;
 GRANT SELECT ON footfall.daily_summary TO footfall_analyst_role;
 GRANT SELECT ON footfall.session_breakdown TO footfall_analyst_role;
+GRANT SELECT ON footfall.events_local TO footfall_analyst_role;
+GRANT SELECT ON footfall.sessions_local TO footfall_analyst_role;
+GRANT SELECT ON footfall.navigation_local TO footfall_analyst_role;
+GRANT SELECT ON footfall.outbound_links_local TO footfall_analyst_role;
+GRANT SELECT ON footfall.daily_stats_local TO footfall_analyst_role;
+GRANT SELECT ON footfall.page_stats_local TO footfall_analyst_role;
+GRANT SELECT ON footfall.dimension_stats_local TO footfall_analyst_role;
+GRANT SELECT ON footfall.daily_summary_local TO footfall_analyst_role;
+GRANT SELECT ON footfall.session_breakdown_local TO footfall_analyst_role;
 
 -- footfall_admin_role: footfall's admin side in database footfall.
 --   migrations:               CREATE DATABASE, CREATE TABLE, CREATE VIEW (the materialised views
@@ -73,6 +96,15 @@ GRANT SELECT, INSERT ON footfall.* TO footfall_admin_role;
 GRANT ALTER TABLE ON footfall.* TO footfall_admin_role;
 GRANT SELECT ON system.mutations TO footfall_admin_role;
 GRANT SELECT ON system.parts TO footfall_admin_role;
+-- On a cluster: migrations, mutations and retention run ON CLUSTER (the CLUSTER privilege; it
+-- gives nothing on one server).
+GRANT CLUSTER ON *.* TO footfall_admin_role;
+-- On a cluster footfall also waits for mutations and finds partitions by reading
+-- system.mutations/system.parts of every shard through cluster('<name>', system, ...), which
+-- needs the REMOTE privilege. REMOTE also allows remote()/remoteSecure() to any host, a way to
+-- copy data out, so it is not granted here: on a cluster, uncomment it and restrict where the
+-- admin account can reach at the network level (or run subject requests and retention as a DBA).
+-- GRANT REMOTE ON *.* TO footfall_admin_role;
 
 -- audit_log is append-only as far as grants allow: no row updates (ALTER UPDATE, UPDATE), no
 -- column drops/clears/type changes, no TTL that would expire rows, and (as above) no TRUNCATE or
@@ -82,6 +114,7 @@ GRANT SELECT ON system.parts TO footfall_admin_role;
 -- PARTITION, and (with INSERT, which writing the log needs) MOVE PARTITION ... TO TABLE and
 -- REPLACE PARTITION. `footfall audit verify` detects rows edited or forged outside footfall.
 REVOKE ALTER UPDATE, ALTER DROP COLUMN, ALTER CLEAR COLUMN, ALTER MODIFY COLUMN, ALTER MATERIALIZE COLUMN, ALTER TTL, ALTER MATERIALIZE TTL ON footfall.audit_log FROM footfall_admin_role;
+REVOKE ALTER UPDATE, ALTER DROP COLUMN, ALTER CLEAR COLUMN, ALTER MODIFY COLUMN, ALTER MATERIALIZE COLUMN, ALTER TTL, ALTER MATERIALIZE TTL ON footfall.audit_log_local FROM footfall_admin_role;
 -- If audit_log retention ever moves to a TTL in the table's definition (a server-side expiry;
 -- not on 18.x), ALTER DELETE can go too:
 -- REVOKE ALTER DELETE ON footfall.audit_log FROM footfall_admin_role;

@@ -10,7 +10,7 @@ FROM
     SELECT value AS signal, sum(events) AS events
     FROM daily_breakdown
     WHERE site = {site:String} AND dimension = 'automation_signal' AND day >= {from:Date} AND day <= {to:Date}
-      AND (site, day, version) IN
+      AND (site, day, version) GLOBAL IN
       (
           SELECT site, day, max(version) FROM daily_breakdown
           WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date}
@@ -24,7 +24,7 @@ CROSS JOIN
     SELECT sum(events) AS total
     FROM daily_breakdown
     WHERE site = {site:String} AND dimension = 'country' AND day >= {from:Date} AND day <= {to:Date}
-      AND (site, day, version) IN
+      AND (site, day, version) GLOBAL IN
       (
           SELECT site, day, max(version) FROM daily_breakdown
           WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date}

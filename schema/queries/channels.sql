@@ -7,7 +7,7 @@
 SELECT value AS channel, sum(sessions) AS sessions
 FROM session_breakdown
 WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date} AND dimension = 'channel'
-  AND (site, day, version) IN
+  AND (site, day, version) GLOBAL IN
   (
       SELECT site, day, max(version) FROM session_breakdown
       WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date}

@@ -7,7 +7,7 @@
 SELECT value AS country, sum(visitors) AS visitors
 FROM daily_breakdown
 WHERE site = {site:String} AND dimension = 'country' AND day >= {from:Date} AND day <= {to:Date}
-  AND (site, day, version) IN
+  AND (site, day, version) GLOBAL IN
   (
       SELECT site, day, max(version) FROM daily_breakdown
       WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date}

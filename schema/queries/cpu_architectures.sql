@@ -7,7 +7,7 @@
 SELECT splitByChar('\t', value)[1] AS arch, splitByChar('\t', value)[2] AS bitness, sum(visitors) AS visitors
 FROM daily_breakdown
 WHERE site = {site:String} AND dimension = 'arch' AND day >= {from:Date} AND day <= {to:Date}
-  AND (site, day, version) IN
+  AND (site, day, version) GLOBAL IN
   (
       SELECT site, day, max(version) FROM daily_breakdown
       WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date}

@@ -7,7 +7,7 @@
 SELECT value AS path, sum(sessions) AS entries, round(sum(bounces) / entries, 4) AS bounce_rate
 FROM session_breakdown
 WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date} AND dimension = 'entry'
-  AND (site, day, version) IN
+  AND (site, day, version) GLOBAL IN
   (
       SELECT site, day, max(version) FROM session_breakdown
       WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date}

@@ -7,7 +7,7 @@
 SELECT toUInt32OrZero(splitByChar('\t', value)[1]) AS asn, splitByChar('\t', value)[2] AS as_org, splitByChar('\t', value)[3] AS isp, sum(visitors) AS visitors
 FROM daily_breakdown
 WHERE site = {site:String} AND dimension = 'provider' AND day >= {from:Date} AND day <= {to:Date}
-  AND (site, day, version) IN
+  AND (site, day, version) GLOBAL IN
   (
       SELECT site, day, max(version) FROM daily_breakdown
       WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date}

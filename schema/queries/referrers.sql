@@ -8,7 +8,7 @@ SELECT splitByChar('\t', value)[1] AS referrer_host, splitByChar('\t', value)[2]
        sum(sessions) AS sessions
 FROM session_breakdown
 WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date} AND dimension = 'referrer'
-  AND (site, day, version) IN
+  AND (site, day, version) GLOBAL IN
   (
       SELECT site, day, max(version) FROM session_breakdown
       WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date}

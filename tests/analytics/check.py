@@ -182,6 +182,23 @@ def named(name):
     return text
 
 
+def import_columns(cols):
+    """For the fixture's JSON rows (ids as hex, times as Unix seconds): the columns of a staging
+    table, and the expressions that turn them into `events`' (name, type) columns."""
+    staged, converted = [], []
+    for name, ty in cols:
+        if ty.startswith("FixedString"):
+            staged.append(f"{name} String")
+            converted.append(f"toFixedString(unhex({name}), 16)")
+        elif ty.startswith("DateTime"):
+            staged.append(f"{name} UInt32")
+            converted.append(f"toDateTime({name})")
+        else:
+            staged.append(f"{name} {ty}")
+            converted.append(name)
+    return staged, converted
+
+
 def run_engine(engine, binary):
     print(f"== {engine.name}")
     major_minor = ".".join(engine.version.split(".")[:2])
@@ -193,18 +210,7 @@ def run_engine(engine, binary):
     # The scenario's events, as stored (ids as hex, times as Unix seconds in the fixture).
     cols = [tuple(line.split("\t")) for line in engine.query(
         "SELECT name, type FROM system.columns WHERE database = 'footfall' AND table = 'events'").splitlines()]
-    staged = []
-    converted = []
-    for name, ty in cols:
-        if ty.startswith("FixedString"):
-            staged.append(f"{name} String")
-            converted.append(f"toFixedString(unhex({name}), 16)")
-        elif ty.startswith("DateTime"):
-            staged.append(f"{name} UInt32")
-            converted.append(f"toDateTime({name})")
-        else:
-            staged.append(f"{name} {ty}")
-            converted.append(name)
+    staged, converted = import_columns(cols)
     engine.query("CREATE TABLE events_import (" + ", ".join(staged) + ") ENGINE = Memory")
     with open(os.path.join(FIXTURES, "events.jsonl"), encoding="utf-8") as f:
         events = f.read()

@@ -259,7 +259,7 @@ expect_refused "18.x analyst: OPTIMIZE events" "${ANALYST[@]}" "OPTIMIZE TABLE f
 expect_refused "18.x analyst: table function url()" "${ANALYST[@]}" "SELECT * FROM url('$url', 'CSV', 'a String')" "Table functions are forbidden in readonly mode"
 expect_refused "18.x analyst: cannot lower readonly" "${ANALYST[@]}" "SET readonly = 0" "$READONLY"
 expect_refused "18.x analyst: reads another database" "${ANALYST[@]}" "SELECT count() FROM other.canary" "$NODB"
-skip "18.x analyst: can SELECT audit_log, subject_blocks and schema_migrations: no per-table rights before SQL access control (20.x)"
+skip "18.x analyst: can SELECT audit_log, subject_blocks, salts and schema_migrations: no per-table rights before SQL access control (20.x)"
 skip "18.x all users: can read the system database (system.processes, system.mutations, system.query_log): 18.x always allows it"
 
 # --- nobody else

@@ -35,8 +35,11 @@ SCHEMA_MIGRATIONS_DDL = (
 # What SHOW GRANTS must say for each role once its grants from grants.sql are applied (as `default`).
 EXPECTED_GRANTS = {
     "ingest": [
-        "GRANT INSERT ON footfall.events TO default",
-        "GRANT SELECT(site, received_at, visitor_id, event_id) ON footfall.events TO default",
+        # 26.x prints INSERT and the column-level SELECT of one table as one line.
+        "GRANT INSERT, SELECT(event_id, received_at, site, visitor_id) ON footfall.events TO default",
+        "GRANT INSERT, SELECT(event_id, received_at, site, visitor_id) ON footfall.events_local TO default",
+        "GRANT SELECT ON footfall.schema_migrations_local TO default",
+        "GRANT SELECT ON footfall.subject_blocks_local TO default",
         "GRANT SELECT ON footfall.schema_migrations TO default",
         "GRANT SELECT ON footfall.subject_blocks TO default",
     ],
@@ -50,14 +53,18 @@ EXPECTED_GRANTS = {
         "GRANT SELECT ON footfall.page_stats TO default",
         "GRANT SELECT ON footfall.session_breakdown TO default",
         "GRANT SELECT ON footfall.sessions TO default",
-    ],
+    ] + [f"GRANT SELECT ON footfall.{t}_local TO default" for t in (
+        "daily_stats", "daily_summary", "dimension_stats", "events", "navigation", "outbound_links",
+        "page_stats", "session_breakdown", "sessions")],
     "admin": [
         "GRANT SELECT, INSERT, ALTER TABLE, CREATE DATABASE, CREATE TABLE, CREATE VIEW ON footfall.* TO default",
         "GRANT SELECT ON system.mutations TO default",
         "GRANT SELECT ON system.parts TO default",
+        "GRANT CLUSTER ON *.* TO default",
+    ] + [
         "REVOKE ALTER UPDATE, ALTER MODIFY COLUMN, ALTER DROP COLUMN, ALTER CLEAR COLUMN, "
-        "ALTER MATERIALIZE COLUMN, ALTER TTL, ALTER MATERIALIZE TTL "
-        "ON footfall.audit_log FROM default",
+        f"ALTER MATERIALIZE COLUMN, ALTER TTL, ALTER MATERIALIZE TTL ON footfall.{t} FROM default"
+        for t in ("audit_log", "audit_log_local")
     ],
 }
 
@@ -94,17 +101,26 @@ def role_grants(stmts, role):
     return out
 
 
-def users_xml(grants, access_management=False):
+def grants_xml(grants):
     if grants is None:
-        grants_xml = ""  # a users.xml user without <grants> has every privilege
-    else:
-        grants_xml = "<grants>" + "".join(f"<query>{escape(g)}</query>" for g in grants) + "</grants>"
+        return ""  # a users.xml user without <grants> has every privilege
+    return "<grants>" + "".join(f"<query>{escape(g)}</query>" for g in grants) + "</grants>"
+
+
+def users_xml(grants, admin_grants, access_management=False):
+    """`default` (who runs the phase) with `grants`, and `footfall_admin` with the admin role's
+    grants: in production the admin user runs the migrations, so it is the DEFINER of the
+    materialised views, and inserts into events run the views with its rights."""
     am = "<access_management>1</access_management>" if access_management else ""
+    user = (
+        "<{name}><password></password><networks><ip>::/0</ip></networks>"
+        "<profile>default</profile><quota>default</quota>{extra}</{name}>"
+    )
     return (
-        "<clickhouse><profiles><default/></profiles><users><default>"
-        "<password></password><networks><ip>::/0</ip></networks>"
-        f"<profile>default</profile><quota>default</quota>{am}{grants_xml}"
-        "</default></users><quotas><default/></quotas></clickhouse>"
+        "<clickhouse><profiles><default/></profiles><users>"
+        + user.format(name="default", extra=am + grants_xml(grants))
+        + user.format(name="footfall_admin", extra=grants_xml(admin_grants))
+        + "</users><quotas><default/></quotas></clickhouse>"
     )
 
 
@@ -113,7 +129,9 @@ def rendered_schema(lc="LowCardinality(String)"):
     for name in sorted(os.listdir(SCHEMA_DIR)):
         if name.endswith(".sql"):
             with open(os.path.join(SCHEMA_DIR, name)) as f:
-                out += statements(f.read().replace("{{LC}}", lc))
+                # 18.x (String for LowCardinality) has no SQL SECURITY; 26.x gets what footfall renders.
+                security = "" if lc == "String" else "SQL SECURITY DEFINER"
+                out += statements(f.read().replace("{{LC}}", lc).replace("{{MV_SECURITY}}", security))
     return out
 
 
@@ -209,6 +227,22 @@ def phase(name, data_dir, conf_dir):
         run("INSERT INTO other.canary VALUES (1)")
         return failures
 
+    if name == "definers":
+        # The admin phase ran the migrations as `default`, so the views' DEFINER is `default`; in
+        # production it is the admin user that ran them. Made so here (as an unrestricted user,
+        # because naming another definer needs SET DEFINER), so that the ingest phase checks what
+        # production does: inserting into events runs the views with the admin's rights.
+        views = run("SELECT name FROM system.tables WHERE database = 'footfall' AND engine = 'MaterializedView' ORDER BY name").split()
+        before = [run(f"SHOW CREATE TABLE footfall.{v}") for v in views]
+        equal("schema: the migrations made every materialised view SQL SECURITY DEFINER",
+              [("SQL SECURITY DEFINER" in s) for s in before], [True] * len(views))
+        for v in views:
+            run(f"ALTER TABLE footfall.{v} MODIFY DEFINER = footfall_admin SQL SECURITY DEFINER")
+        shown = [run(f"SHOW CREATE TABLE footfall.{v}") for v in views]
+        equal("schema: every materialised view runs as its definer (the admin user)",
+              [("DEFINER = footfall_admin SQL SECURITY DEFINER" in s) for s in shown], [True] * len(views))
+        return failures
+
     equal(f"{name}: SHOW GRANTS", sorted(run("SHOW GRANTS").splitlines()), sorted(EXPECTED_GRANTS[name]))
 
     if name == "admin":
@@ -232,6 +266,10 @@ def phase(name, data_dir, conf_dir):
            "ALTER TABLE footfall.audit_log DELETE WHERE at < toDateTime('2019-02-01 00:00:00')")
         ok("admin: ALTER TABLE events DELETE WHERE received_at < cutoff (retention, boundary month)",
            "ALTER TABLE footfall.events DELETE WHERE received_at < toDateTime('2019-02-01 00:00:00')")
+        ok("admin: INSERT INTO salts (shared visitor salts)",
+           "INSERT INTO footfall.salts (day, salt, created_ms, instance) VALUES ('2019-01-15', 'ab', 1, 'i')")
+        ok("admin: SELECT salts", "SELECT salt FROM footfall.salts WHERE day = toDate('2019-01-15') ORDER BY created_ms, salt LIMIT 1")
+        ok("admin: ALTER TABLE salts DROP PARTITION (expired salts)", "ALTER TABLE footfall.salts DROP PARTITION 20190115")
         ok("admin: reads system.tables", "SELECT count() FROM system.tables WHERE database = 'footfall' AND name = 'events'")
         ok("admin: reads system.columns", "SELECT name, type FROM system.columns WHERE database = 'footfall' AND table = 'events' ORDER BY position")
         ok("admin: reads system.mutations", "SELECT command, is_done FROM system.mutations WHERE database = 'footfall'")
@@ -250,6 +288,7 @@ def phase(name, data_dir, conf_dir):
         denied("admin: DROP DATABASE footfall", "DROP DATABASE footfall")
         denied("admin: reads another database", "SELECT count() FROM other.canary")
         denied("admin: CREATE TABLE in another database", "CREATE TABLE other.x (a UInt8) ENGINE = Memory")
+        denied("admin: table function remote() (REMOTE is not granted)", "SELECT * FROM remote('127.0.0.1:9', system.one)")
         denied("admin: table function url()", "SELECT * FROM url('http://127.0.0.1:9/', 'CSV', 'a String')")
         print("skip 26.x admin: deleting recent audit_log rows (ALTER DELETE, DELETE FROM, DETACH/MOVE/REPLACE PARTITION) "
               "stays allowed: retention needs the ALTER DELETE privilege (DROP PARTITION, boundary-month DELETE)")
@@ -285,6 +324,7 @@ def phase(name, data_dir, conf_dir):
         denied("ingest: CREATE DATABASE", "CREATE DATABASE x")
         denied("ingest: ALTER TABLE events ADD COLUMN", "ALTER TABLE footfall.events ADD COLUMN x UInt8")
         denied("ingest: reads another database", "SELECT count() FROM other.canary")
+        denied("ingest: SELECT salts", "SELECT salt FROM footfall.salts")
         denied("ingest: SELECT daily_stats", "SELECT count() FROM footfall.daily_stats")
         denied("ingest: table function file()", "SELECT * FROM file('x.csv', 'CSV', 'a String')")
         denied("ingest: table function url()", "SELECT * FROM url('http://127.0.0.1:9/', 'CSV', 'a String')")
@@ -297,6 +337,7 @@ def phase(name, data_dir, conf_dir):
         denied("analyst: SELECT day_changes (bookkeeping)", "SELECT count() FROM footfall.day_changes")
         denied("analyst: INSERT INTO daily_summary", "INSERT INTO footfall.daily_summary (site, day) VALUES ('shop', '2019-01-01')")
         denied("analyst: SELECT audit_log", "SELECT count() FROM footfall.audit_log")
+        denied("analyst: SELECT salts (visitor salts)", "SELECT count() FROM footfall.salts")
         denied("analyst: SELECT subject_blocks", "SELECT count() FROM footfall.subject_blocks")
         denied("analyst: SELECT schema_migrations", "SELECT count() FROM footfall.schema_migrations")
         denied("analyst: INSERT INTO events",
@@ -344,10 +385,12 @@ def main():
     stmts = statements(open(GRANTS_SQL).read())
     work = tempfile.mkdtemp(prefix="footfall-grants-")
     data_dir = os.path.join(work, "data")
+    admin_grants = role_grants(stmts, ROLES["admin"])
     plan = [
         ("parse", None, True),
         ("fixtures", None, False),
-        ("admin", role_grants(stmts, ROLES["admin"]), False),
+        ("admin", admin_grants, False),
+        ("definers", None, False),
         ("ingest", role_grants(stmts, ROLES["ingest"]), False),
         ("analyst", role_grants(stmts, ROLES["analyst"]), False),
     ]
@@ -357,7 +400,7 @@ def main():
             conf_dir = os.path.join(work, name)
             os.makedirs(conf_dir)
             with open(os.path.join(conf_dir, "users.xml"), "w") as f:
-                f.write(users_xml(grants, access_management=am))
+                f.write(users_xml(grants, admin_grants, access_management=am))
             with open(os.path.join(conf_dir, "config.xml"), "w") as f:
                 f.write(f"<clickhouse><users_config>{os.path.join(conf_dir, 'users.xml')}</users_config></clickhouse>")
             # One process per role: chdb's engine reads its users only once per process.

@@ -178,7 +178,11 @@ fn migrate_is_idempotent_and_says_what_it_did() {
             .await
             .unwrap()
     });
-    assert_eq!(versions, vec![1, 2, 3], "each migration is recorded once");
+    assert_eq!(
+        versions,
+        vec![1, 2, 3, 4],
+        "each migration is recorded once"
+    );
 }
 
 #[test]

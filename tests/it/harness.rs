@@ -96,6 +96,8 @@ pub fn test_config(db: &str, data_dir: &std::path::Path) -> Config {
 pub struct TestCollector {
     pub base: String,
     pub db: Client,
+    /// The test's own database.
+    pub database: String,
     /// Kept so the directory lives as long as the collector.
     data_dir: tempfile::TempDir,
     pub running: Option<Running>,
@@ -128,6 +130,7 @@ impl TestCollector {
         Self {
             base,
             db: server_client().with_database(&db_name),
+            database: db_name,
             data_dir,
             running: Some(running),
             http: reqwest::Client::new(),

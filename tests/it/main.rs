@@ -15,3 +15,4 @@ mod fixtures;
 mod hostile;
 mod http_surface;
 mod privacy;
+mod salts;

@@ -710,9 +710,14 @@ async fn subject_requests_over_http_each_write_exactly_one_audit_record() {
         .execute()
         .await
         .unwrap();
-    footfall::subjects::wait_for_mutations(&c.db, "audit_log", Duration::from_secs(30))
-        .await
-        .unwrap();
+    footfall::subjects::wait_for_mutations(
+        &c.db,
+        &footfall::schema::Tables::single(&c.database),
+        "audit_log",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     let tampered = audit_rows(&c).await;
     let bad: Vec<_> = tampered
         .iter()
@@ -1056,6 +1061,7 @@ async fn audit_records_wait_in_a_local_file_while_clickhouse_is_unreachable() {
     footfall::schema::migrate(
         &crate::harness::server_client(),
         &config.clickhouse.database,
+        &footfall::schema::Layout::Single,
     )
     .await
     .unwrap();

@@ -1,0 +1,500 @@
+"""footfall on a real ClickHouse cluster: ZooKeeper and two ClickHouse 18.16 shards on loopback.
+
+Usage: python3 tests/cluster/check.py path/to/footfall [--bench SECONDS]
+
+What it builds: Debian's ZooKeeper, and two clickhouse-server processes forming the cluster `ff`
+(shard 1 and shard 2, one replica each, ReplicatedMergeTree tables, distributed DDL through
+ZooKeeper). footfall applies its schema with `footfall migrate` in cluster mode (shard-local
+tables ON CLUSTER, Distributed tables over them), then two footfall instances serve at once:
+  A  writes through the Distributed table (clickhouse.insert = "distributed", the default),
+  B  writes straight into each shard's table (clickhouse.insert = "local", shard_urls),
+both with one secret and the salts shared through ClickHouse (salts.store = "clickhouse").
+
+Checked, each as one line of output:
+  * the schema lands on both shards, and footfall's own shard choice is ClickHouse's;
+  * under load from both instances, shard 2 is killed and restarted: every event answered 202
+    is readable exactly once through the Distributed table, and both shards hold data;
+  * the same visitor gets the same visitor and fingerprint ids from both instances;
+  * the named dashboard queries (through `footfall stats`, after `footfall rollup run`) give the
+    answers recorded on a single node (tests/fixtures/analytics/answers.json).
+With --bench, also measures events/s landed through each insert mode (scripts/loadtest.sh).
+"""
+
+import http.client
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+# The fixture's staging, shared with the single-node check (tests/analytics/check.py).
+_spec = importlib.util.spec_from_file_location("analytics_check", os.path.join(ROOT, "tests", "analytics", "check.py"))
+_analytics = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_analytics)
+import_columns = _analytics.import_columns
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "analytics")
+CLUSTER = "ff"
+SECRET = "cluster-test-secret-shared-by-every-instance"
+CHROME_UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+             "Chrome/156.0.0.0 Safari/537.36")
+
+failures = []
+passed = 0
+
+
+def check(name, got, want):
+    global passed
+    if got == want:
+        passed += 1
+        print(f"ok   {name}", flush=True)
+    else:
+        failures.append(name)
+        print(f"FAIL {name}:\n     got  {got!r}\n     want {want!r}", flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(what, probe, timeout):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            v = probe()
+            if v:
+                return v
+        except Exception:  # noqa: BLE001  (not up yet)
+            pass
+        if time.time() > deadline:
+            sys.exit(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class ZooKeeper:
+    """Debian's ZooKeeper, standalone, on a free port."""
+
+    def __init__(self, work):
+        jar = "/usr/share/java/zookeeper.jar"
+        if not os.path.exists(jar) or not shutil.which("java"):
+            sys.exit("ZooKeeper is not installed (scripts/test.sh installs the zookeeper package)")
+        self.port = free_port()
+        self.dir = os.path.join(work, "zk")
+        os.makedirs(self.dir)
+        self.log = open(os.path.join(work, "zk.log"), "w")
+        self.proc = subprocess.Popen(
+            ["java", "-Xmx256m", "-cp", ":".join(p for p in (jar, "/usr/share/java/slf4j-simple.jar") if os.path.exists(p)),
+             "-Dzookeeper.admin.enableServer=false", "-Dzookeeper.4lw.commands.whitelist=srvr",
+             "org.apache.zookeeper.server.ZooKeeperServerMain", str(self.port), self.dir],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for("ZooKeeper", self.serving, 60)
+
+    def serving(self):
+        # Not `ruok`: it answers as soon as the port is open, before sessions are accepted (and
+        # an 18.16 server whose first ZooKeeper session fails can crash).
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(b"srvr")
+            return b"Mode:" in s.recv(4096)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Shard:
+    """One clickhouse-server 18.16 process: replica `replica` of shard `num` of the cluster."""
+
+    def __init__(self, work, num, zk_port, replica=1):
+        self.num, self.replica = num, replica
+        self.name = f"shard {num} replica {replica}"
+        self.dir = os.path.join(work, f"shard{num}r{replica}")
+        os.makedirs(self.dir)
+        self.http, self.tcp, self.interserver = free_port(), free_port(), free_port()
+        self.binary = shutil.which("clickhouse-server") or "/usr/sbin/clickhouse-server"
+        self.zk_port = zk_port
+        self.proc = None
+
+    def configure(self, servers):
+        d = self.dir
+        remote = ""
+        for num in sorted({s.num for s in servers}):
+            replicas = "".join(f"<replica><host>127.0.0.1</host><port>{s.tcp}</port></replica>"
+                               for s in servers if s.num == num)
+            remote += f"<shard><internal_replication>true</internal_replication>{replicas}</shard>"
+        with open(os.path.join(d, "users.xml"), "w") as f:
+            f.write("""<yandex><profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+<users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+<quotas><default></default></quotas></yandex>""")
+        with open(os.path.join(d, "config.xml"), "w") as f:
+            f.write(f"""<yandex>
+<logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/server.err.log</errorlog></logger>
+<http_port>{self.http}</http_port><tcp_port>{self.tcp}</tcp_port><listen_host>127.0.0.1</listen_host>
+<interserver_http_port>{self.interserver}</interserver_http_port><interserver_http_host>127.0.0.1</interserver_http_host>
+<timezone>UTC</timezone>
+<path>{d}/data/</path><tmp_path>{d}/tmp/</tmp_path><user_files_path>{d}/uf/</user_files_path>
+<format_schema_path>{d}/fs/</format_schema_path>
+<users_config>{d}/users.xml</users_config><default_profile>default</default_profile>
+<default_database>default</default_database><mark_cache_size>268435456</mark_cache_size>
+<remote_servers><{CLUSTER}>{remote}</{CLUSTER}></remote_servers>
+<zookeeper><node><host>127.0.0.1</host><port>{self.zk_port}</port></node><session_timeout_ms>30000</session_timeout_ms></zookeeper>
+<macros><shard>{self.num:02d}</shard><replica>r{self.replica}</replica></macros>
+<distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
+</yandex>""")
+
+    def start(self):
+        self.proc = subprocess.Popen([self.binary, f"--config-file={self.dir}/config.xml"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.name, lambda: self.query("SELECT 1", db="default").strip() == "1", 90)
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http}"
+
+    def query(self, sql, db="footfall", settings=None):
+        params = {"database": db}
+        params.update(settings or {})
+        req = urllib.request.Request(f"{self.url}/?" + urllib.parse.urlencode(params), data=sql.encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.read().decode()
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(e.read().decode()[:600]) from None
+
+
+class Footfall:
+    """`footfall serve` in cluster mode."""
+
+    def __init__(self, binary, work, name, env):
+        self.binary, self.name = binary, name
+        self.port = free_port()
+        self.env = dict(os.environ)
+        self.env.update({
+            "FOOTFALL_DATA_DIR": os.path.join(work, name),
+            "FOOTFALL_LISTEN": f"127.0.0.1:{self.port}",
+            "FOOTFALL_LOG": "warn",
+            "FOOTFALL_SECRET": SECRET,
+            "FOOTFALL_SITES": "demo=http://localhost:*,shop=https://shop.example",
+            "FOOTFALL_TRUSTED_PROXIES": "127.0.0.1/32",
+            "FOOTFALL_RATE_PER_SECOND": "100000",
+            "FOOTFALL_RATE_BURST": "100000",
+            "FOOTFALL_CLICKHOUSE_CLUSTER": CLUSTER,
+            "FOOTFALL_SALT_STORE": "clickhouse",
+            "FOOTFALL_BATCH_PERIOD_MS": "200",
+            "FOOTFALL_ROLLUP_INTERVAL_SECS": "0",
+        })
+        self.env.update(env)
+        self.err = open(os.path.join(work, f"{name}.log"), "w")
+        self.proc = None
+
+    def run(self, *args, check=True):
+        r = subprocess.run([self.binary, *args], env=self.env, capture_output=True, text=True, timeout=600)
+        if check and r.returncode != 0:
+            failures.append(f"footfall {' '.join(args)}")
+            raise RuntimeError(f"footfall {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def start(self):
+        self.proc = subprocess.Popen([self.binary, "serve"], env=self.env, stdout=self.err, stderr=self.err)
+        wait_for(f"footfall {self.name}", lambda: self.get("/healthz")[0] == 200, 120)
+
+    def get(self, path):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            c.close()
+
+    def metric(self, name):
+        for line in self.get("/metrics")[1].splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def beacon(sid, seq, site="demo"):
+    return json.dumps({
+        "v": 1, "site": site, "kind": "pageview", "url": f"http://localhost:3000/p{seq % 7}",
+        "sid": sid, "seq": seq, "consent": "granted",
+        "device": {"tz": "Asia/Almaty", "tzo": 300, "langs": ["kk-KZ", "ru-RU"], "cores": 8,
+                   "canvas": {"h": "9f2c11aa00bb33cc", "stable": True},
+                   "screen": {"w": 1920, "h": 1080, "aw": 1920, "ah": 1040, "cd": 24, "dpr": 1.0}},
+    })
+
+
+def post(conn, body, ip):
+    conn.request("POST", "/api/event", body=body, headers={
+        "Content-Type": "text/plain;charset=UTF-8", "Origin": "http://localhost:3000",
+        "X-Forwarded-For": ip, "User-Agent": CHROME_UA})
+    r = conn.getresponse()
+    r.read()
+    return r.status
+
+
+class Load:
+    """Senders posting beacons to instances until stopped; remembers what got a 202."""
+
+    def __init__(self, instances, senders):
+        self.stop_flag = threading.Event()
+        self.accepted = set()
+        self.other = {}
+        self.lock = threading.Lock()
+        self.threads = []
+        for i in range(senders):
+            ff = instances[i % len(instances)]
+            t = threading.Thread(target=self.run, args=(ff, f"load-{ff.name}-{i}", i), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def run(self, ff, sid, i):
+        conn = http.client.HTTPConnection("127.0.0.1", ff.port, timeout=10)
+        seq = 0
+        while not self.stop_flag.is_set():
+            seq += 1
+            # Many visitors (addresses), so rows spread over both shards.
+            ip = f"198.51.{i}.{seq % 250 + 1}"
+            try:
+                status = post(conn, beacon(sid, seq), ip)
+            except Exception:  # noqa: BLE001  (no answer: not accepted, not counted)
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", ff.port, timeout=10)
+                continue
+            with self.lock:
+                if status == 202:
+                    self.accepted.add((sid, seq))
+                else:
+                    self.other[status] = self.other.get(status, 0) + 1
+            time.sleep(0.002)
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join()
+
+
+def whole(v):
+    if isinstance(v, list):
+        return [whole(x) for x in v]
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return int(v)
+    return v
+
+
+def main():
+    binary = os.path.abspath(sys.argv[1])
+    bench = int(sys.argv[sys.argv.index("--bench") + 1]) if "--bench" in sys.argv else 0
+    work = tempfile.mkdtemp(prefix="footfall-cluster-")
+    zk = servers = None
+    instances = []
+    t0 = time.time()
+    try:
+        zk = ZooKeeper(work)
+        servers = [Shard(work, num, zk.port, replica) for num in (1, 2) for replica in (1, 2)]
+        for s in servers:
+            s.configure(servers)
+        for s in servers:
+            s.start()
+        # The first replica of each shard is where footfall's shard URLs point.
+        shards = [s for s in servers if s.replica == 1]
+        replicas = [s for s in servers if s.replica == 2]
+        version = shards[0].query("SELECT version()", db="default").strip()
+        print(f"== ZooKeeper on {zk.port}, cluster {CLUSTER}: ClickHouse {version}, 2 shards x 2 replicas on HTTP ports "
+              + ", ".join(str(s.http) for s in servers))
+        check("every server sees the cluster's two shards",
+              [s.query(f"SELECT count(DISTINCT shard_num) FROM system.clusters WHERE cluster = '{CLUSTER}'", db="default").strip()
+               for s in servers], ["2"] * 4)
+
+        base = {"FOOTFALL_CLICKHOUSE_URL": shards[0].url}
+        # The schema: footfall migrate, ON CLUSTER, as an operator runs it before the instances.
+        migrator = Footfall(binary, work, "migrate", base)
+        t = time.time()
+        out = migrator.run("migrate").stdout
+        print(f"     footfall migrate on the cluster took {time.time() - t:.1f} s")
+        check("migrate applied every migration", [l for l in out.splitlines() if l.startswith("applied: ")],
+              ["applied: 001_events", "applied: 002_privacy", "applied: 003_analytics", "applied: 004_salts"])
+        again = migrator.run("migrate").stdout
+        check("migrate again applies nothing", [l for l in again.splitlines() if l.startswith("applied: ") or l.startswith("schema is current")],
+              ["schema is current (version 4)"])
+        for s in servers:
+            tables = s.query("SELECT name FROM system.tables WHERE database = 'footfall' ORDER BY name", db="default").split()
+            check(f"{s.name} has events_local, the Distributed events and the views",
+                  all(t in tables for t in ["events", "events_local", "sessions_local", "sessions_mv", "salts_local"]), True)
+            engine = s.query("SELECT engine FROM system.tables WHERE database = 'footfall' AND name = 'events_local'", db="default").strip()
+            check(f"{s.name}: events_local is replicated", engine, "ReplicatedReplacingMergeTree")
+
+        # Two instances, one per insert mode, sharing the cluster.
+        a = Footfall(binary, work, "a", {**base, "FOOTFALL_CLICKHOUSE_INSERT": "distributed"})
+        b = Footfall(binary, work, "b", {**base, "FOOTFALL_CLICKHOUSE_INSERT": "local",
+                                         "FOOTFALL_CLICKHOUSE_SHARD_URLS": ",".join(s.url for s in shards)})
+        instances = [a, b]
+        for ff in instances:
+            ff.start()
+
+        # The same visitor through both instances: the same ids.
+        for ff, sid in ((a, "same-a"), (b, "same-b")):
+            conn = http.client.HTTPConnection("127.0.0.1", ff.port, timeout=10)
+            check(f"instance {ff.name} accepts a beacon", post(conn, beacon(sid, 1), "203.0.113.77"), 202)
+            conn.close()
+        ids = wait_for("the two beacons", lambda: (lambda r: r if len(r) == 2 else None)(shards[0].query(
+            "SELECT session_id, hex(visitor_id), hex(fingerprint_id) FROM events "
+            "WHERE session_id IN ('same-a', 'same-b') ORDER BY session_id").splitlines()), 30)
+        va, vb = (l.split("\t") for l in ids)
+        check("one visitor id from both instances (shared salt)", va[1], vb[1])
+        check("one fingerprint id from both instances (shared secret)", va[2], vb[2])
+
+        # Load from both instances; shard 2 is killed in the middle and comes back.
+        load = Load(instances, senders=6)
+        time.sleep(4)
+        for s in servers:
+            if s.num == 2:
+                s.kill()
+        print("     shard 2 (both replicas) killed under load")
+        time.sleep(6)
+        during = len(load.accepted)
+        for s in servers:
+            if s.num == 2:
+                s.start()
+        print("     shard 2 back")
+        time.sleep(4)
+        load.stop()
+        accepted = load.accepted
+        print(f"     {len(accepted)} events answered 202 ({during} before shard 2 came back), other answers: {load.other}")
+        check("nothing was refused while a shard was down (the spool took it)", load.other, {})
+
+        # Delivered: both spools empty. Then every replica has fetched what its shard got (an INSERT
+        # is acknowledged once one replica has it; a replica that was down catches up from
+        # ZooKeeper's log), so a read through the Distributed table may use any of them.
+        try:
+            wait_for("both spools to drain",
+                     lambda: all(ff.metric("footfall_spool_pending_records") == 0 for ff in instances), 120)
+        except SystemExit:
+            pass
+        for srv in servers:
+            srv.query("SYSTEM SYNC REPLICA footfall.events_local")
+        rows = shards[0].query("SELECT session_id, seq, count() FROM events WHERE session_id LIKE 'load-%' GROUP BY session_id, seq").splitlines()
+        stored = {}
+        for l in rows:
+            sid, seq, n = l.split("\t")
+            stored[(sid, int(seq))] = int(n)
+        check("every event answered 202 is in the Distributed table", sorted(accepted - stored.keys())[:5], [])
+        check("none is there twice", sorted(k for k, n in stored.items() if n > 1)[:5], [])
+        check("nothing is there that was not answered 202 (beyond requests cut off by the stop)",
+              len(stored.keys() - accepted) <= 6, True)
+        per_shard = [int(s.query("SELECT count() FROM events_local WHERE session_id LIKE 'load-%'").strip()) for s in shards]
+        print(f"     rows per shard: {per_shard}")
+        check("both shards hold data", all(n > 0 for n in per_shard), True)
+        check("the shards together hold each event once", sum(per_shard), len(stored))
+        # footfall's shard choice is ClickHouse's: on each shard, every row's key maps to it.
+        for i, s in enumerate(shards):
+            wrong = s.query("SELECT count() FROM events_local WHERE reinterpretAsUInt32(visitor_id) % 2 != " + str(i)).strip()
+            check(f"shard {s.num} holds only its own visitors (both insert modes shard alike)", wrong, "0")
+        for r in replicas:
+            n = int(r.query("SELECT count() FROM events_local WHERE session_id LIKE 'load-%'").strip())
+            check(f"{r.name} holds what replica 1 holds (replicated through ZooKeeper)", n, per_shard[r.num - 1])
+        for ff in instances:
+            errors = ff.metric('footfall_insert_errors_total{reason="retryable"}') or 0
+            check(f"instance {ff.name}: INSERTs failed while shard 2 was down, and were retried", errors > 0, True)
+            check(f"instance {ff.name}: spool drained", ff.metric("footfall_spool_pending_records"), 0.0)
+            check(f"instance {ff.name}: today's salt is the shared one", ff.metric("footfall_salt_shared"), 1.0)
+        check("one salt for today and one for tomorrow in the cluster",
+              shards[0].query("SELECT count() FROM salts").strip(), "2")
+
+        # The named queries on the cluster give the single-node answers.
+        fx = {**base, "FOOTFALL_CLICKHOUSE_DATABASE": "fixture"}
+        fixture = Footfall(binary, work, "fixture", fx)
+        fixture.run("migrate")
+        cols = [tuple(l.split("\t")) for l in shards[0].query(
+            "SELECT name, type FROM system.columns WHERE database = 'fixture' AND table = 'events_local'").splitlines()]
+        staged, converted = import_columns(cols)
+        shards[0].query("CREATE TABLE default.events_import (" + ", ".join(staged) + ") ENGINE = Memory", db="default")
+        with open(os.path.join(FIXTURES, "events.jsonl"), encoding="utf-8") as f:
+            events = f.read()
+        shards[0].query("INSERT INTO default.events_import FORMAT JSONEachRow\n" + events, db="default")
+        shards[0].query("INSERT INTO events SELECT " + ", ".join(converted) + " FROM default.events_import",
+                        db="fixture", settings={"insert_distributed_sync": "1"})
+        check("fixture events loaded through the Distributed table",
+              int(shards[0].query("SELECT count() FROM events", db="fixture").strip()), events.count("\n"))
+        time.sleep(11)  # the rollup job leaves a day alone for 10 s after its last change
+        fixture.run("rollup", "run")
+        answers = json.load(open(os.path.join(FIXTURES, "answers.json"), encoding="utf-8"))
+        for ans in answers:
+            r = fixture.run("stats", ans["query"], "--site", ans["site"], "--from", ans["from"], "--to", ans["to"],
+                            "--limit", str(ans["limit"]), check=False)
+            if r.returncode != 0:
+                check(f"cluster: {ans['query']} {ans['from']}..{ans['to']}", r.stderr.strip()[-300:], "")
+                continue
+            got = [whole(json.loads(l)) for l in r.stdout.splitlines()[1:]]
+            check(f"cluster: {ans['query']} {ans['from']}..{ans['to']} = single node", got, ans["rows"])
+
+        if bench:
+            run_bench(shards, bench)
+    finally:
+        for ff in instances:
+            ff.stop()
+        for s in servers or []:
+            s.stop()
+        if zk:
+            zk.stop()
+        if failures:
+            print(f"(work directory kept for inspection: {work})")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"cluster: {passed} passed, {len(failures)} failed in {time.time() - t0:.0f} s")
+    if failures:
+        sys.exit(1)
+
+
+def run_bench(shards, secs):
+    """events/s landed through each insert mode, by scripts/loadtest.sh against this cluster."""
+    for mode in ("distributed", "local"):
+        env = dict(os.environ)
+        env.update({
+            "FOOTFALL_CLICKHOUSE_URL": shards[0].url, "FOOTFALL_CLICKHOUSE_CLUSTER": CLUSTER,
+            "FOOTFALL_CLICKHOUSE_DATABASE": f"bench_{mode}", "FOOTFALL_CLICKHOUSE_INSERT": mode,
+            "FOOTFALL_CLICKHOUSE_SHARD_URLS": ",".join(s.url for s in shards), "SKIP_CEILING": "1",
+        })
+        subprocess.run([os.path.join(ROOT, "target", "release", "footfall"), "migrate"], env={**env, "FOOTFALL_DATA_DIR": tempfile.mkdtemp()},
+                       check=True, capture_output=True)
+        print(f"== load test, insert = {mode}", flush=True)
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "loadtest.sh"), str(secs), "64"], env=env, check=False)
+
+
+if __name__ == "__main__":
+    main()
