@@ -458,6 +458,12 @@ async fn a_full_disk_answers_503_loses_nothing_and_recovers() {
             .await;
     let db = server_client().with_database(&db_name);
     assert_delivered_exactly_once(&db, &accepted, Duration::from_secs(30)).await;
+    // Rows in ClickHouse come just before the writer records them delivered and frees their
+    // segments; the instance says when it takes events again, as a load balancer would see it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.get("/readyz").await.status() != 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mut later = 0;
     for seq in 10_000..10_100 {
         if c.post(

@@ -149,14 +149,31 @@ async fn instances_starting_together_agree_on_one_salt() {
         before.windows(2).all(|w| w[0] != w[1]),
         "each starts with its own"
     );
+    // All offer at once. An offer whose INSERT is still in flight when another instance reads
+    // can be missed by that read (a slow server); the next periodic sync then adopts the
+    // earliest offer, so after one more round every instance holds the same salt, for good.
     let syncs = instances
         .iter()
         .map(|(_, s)| s.sync(Duration::from_millis(300)));
     for r in futures_util::future::join_all(syncs).await {
         r.unwrap();
     }
+    for (_, s) in &instances {
+        s.sync(Duration::ZERO).await.unwrap();
+    }
     let after: Vec<_> = instances.iter().map(|(s, _)| s.current().0).collect();
     assert!(after.windows(2).all(|w| w[0] == w[1]), "all use one salt");
+    let offers: u64 = db
+        .query("SELECT count() FROM salts WHERE day = toDate(?)")
+        .bind(iso_day(20_000))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!((1..=4).contains(&offers), "{offers} offers for the day");
+    for (_, s) in &instances {
+        let r = s.sync(Duration::ZERO).await.unwrap();
+        assert!(r.adopted.is_empty(), "stable: {r:?}");
+    }
     drop(dirs);
 }
 
