@@ -410,7 +410,8 @@ impl Writer {
             match self.database().await {
                 Ok(_) => break self.route(rows),
                 Err(err) => {
-                    self.connect_failed(&err);
+                    self.count_error(ErrorClass::Retryable);
+                    self.mark_down();
                     tracing::warn!(rows = rows.len(), error = %err, retry_in_ms = backoff.as_millis() as u64, "ClickHouse cannot take rows yet; they stay in the spool and are retried");
                     self.pause(backoff).await?;
                     backoff = (backoff * 2).min(self.cfg.max_backoff);
@@ -447,12 +448,7 @@ impl Writer {
                 SendError::Connect(_) | SendError::Lookup(_) => ErrorClass::Retryable,
                 SendError::Insert(e) => classify(e),
             };
-            self.metrics
-                .insert_errors
-                .get_or_create(&ReasonLabel {
-                    reason: class.label(),
-                })
-                .inc();
+            self.count_error(class);
             if class == ErrorClass::BadData {
                 let refused: Vec<EventRow> = groups[i].1.iter().map(|r| (*r).clone()).collect();
                 tracing::error!(rows = refused.len(), error = %err, "ClickHouse refused the rows as bad data; writing them to the dead-letter file");
@@ -462,9 +458,7 @@ impl Writer {
             }
             // The INSERT may have landed before the connection broke.
             self.unsure = true;
-            self.db = None;
-            self.state.set(DeliveryState::DOWN);
-            self.metrics.clickhouse_up.set(0);
+            self.mark_down();
             let pending: usize = groups
                 .iter()
                 .zip(&done)
@@ -623,14 +617,17 @@ impl Writer {
         Ok(db)
     }
 
-    /// ClickHouse could not be reached (or set up) before sending anything.
-    fn connect_failed(&mut self, _err: &SendError) {
+    fn count_error(&self, class: ErrorClass) {
         self.metrics
             .insert_errors
             .get_or_create(&ReasonLabel {
-                reason: ErrorClass::Retryable.label(),
+                reason: class.label(),
             })
             .inc();
+    }
+
+    /// ClickHouse failed us: reconnect (and re-read the cluster's shards) before the next try.
+    fn mark_down(&mut self) {
         self.db = None;
         self.state.set(DeliveryState::DOWN);
         self.metrics.clickhouse_up.set(0);

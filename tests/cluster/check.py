@@ -41,7 +41,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 _spec = importlib.util.spec_from_file_location("analytics_check", os.path.join(ROOT, "tests", "analytics", "check.py"))
 _analytics = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_analytics)
-import_columns = _analytics.import_columns
+import_columns, whole, free_port = _analytics.import_columns, _analytics.whole, _analytics.free_port
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "analytics")
 CLUSTER = "ff"
 SECRET = "cluster-test-secret-shared-by-every-instance"
@@ -60,14 +60,6 @@ def check(name, got, want):
     else:
         failures.append(name)
         print(f"FAIL {name}:\n     got  {got!r}\n     want {want!r}", flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(what, probe, timeout):
@@ -307,14 +299,6 @@ class Load:
         self.stop_flag.set()
         for t in self.threads:
             t.join()
-
-
-def whole(v):
-    if isinstance(v, list):
-        return [whole(x) for x in v]
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-        return int(v)
-    return v
 
 
 def main():

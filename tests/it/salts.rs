@@ -103,7 +103,7 @@ async fn two_instances_give_one_visitor_the_same_ids_and_count_each_event_once()
             .fetch_all()
             .await
             .unwrap();
-    let today = footfall::clock::day_number(chrono_now_ms());
+    let today = footfall::clock::day_number(footfall::clock::Clock::now_ms(&SystemClock));
     assert_eq!(
         offers,
         vec![(iso_day(today), 1), (iso_day(today + 1), 1)],
@@ -115,13 +115,6 @@ async fn two_instances_give_one_visitor_the_same_ids_and_count_each_event_once()
     for c in [&mut a, &mut b, &mut own] {
         c.shutdown().await;
     }
-}
-
-fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 async fn metric(c: &TestCollector, name: &str) -> i64 {
