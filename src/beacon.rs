@@ -147,7 +147,7 @@ pub struct Device<'a> {
     /// Minutes east of UTC.
     #[serde(default)]
     pub tzo: i32,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "strings")]
     pub langs: Vec<Cow<'a, str>>,
     #[serde(default)]
     pub screen: Screen,
@@ -177,7 +177,7 @@ pub struct Device<'a> {
     pub webgl: Option<WebGl<'a>>,
     #[serde(borrow, default)]
     pub fonts: Option<Fonts<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "strings")]
     pub plugins: Vec<Cow<'a, str>>,
     #[serde(default)]
     pub media: Option<Media>,
@@ -226,7 +226,7 @@ pub struct Window {
 /// User-Agent Client Hints as read by `navigator.userAgentData`.
 #[derive(Debug, Deserialize, Default)]
 pub struct ClientHints<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "strings")]
     pub brands: Vec<Cow<'a, str>>,
     #[serde(default)]
     pub mobile: bool,
@@ -266,7 +266,7 @@ pub struct Fonts<'a> {
     pub h: Cow<'a, str>,
     #[serde(default)]
     pub n: u32,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "strings")]
     pub list: Vec<Cow<'a, str>>,
 }
 
@@ -286,12 +286,65 @@ pub struct Media {
 pub struct Automation<'a> {
     #[serde(default)]
     pub webdriver: bool,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "strings")]
     pub headless: Vec<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "strings")]
     pub globals: Vec<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "strings")]
     pub flags: Vec<Cow<'a, str>>,
+}
+
+/// A list of strings borrowed from the body. serde's own `Vec<Cow<str>>` copies every item into a
+/// `String` (`#[serde(borrow)]` reaches only a `Cow` that is the field itself), and a desktop
+/// browser's plugins, fonts and languages are two dozen strings.
+fn strings<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Cow<'a, str>>, D::Error> {
+    struct List<'a>(std::marker::PhantomData<&'a ()>);
+    impl<'de: 'a, 'a> serde::de::Visitor<'de> for List<'a> {
+        type Value = Vec<Cow<'a, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of strings")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(Text(s)) = seq.next_element()? {
+                if out.is_empty() {
+                    // One allocation for a typical list (growing from 4 would take two or three).
+                    out.reserve(8);
+                }
+                out.push(s);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(List(std::marker::PhantomData))
+}
+
+/// One string of a list: borrowed when it has no escapes, owned when it had to be unescaped.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Str<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Str<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(Str(std::marker::PhantomData))
+    }
 }
 
 /// Why a beacon was refused. Every variant is a client error (HTTP 400).
@@ -544,6 +597,23 @@ mod tests {
     fn strings_borrow_from_the_body() {
         let v = parse(MINIMAL.as_bytes()).unwrap();
         assert!(matches!(v.beacon.url, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn list_items_borrow_from_the_body_unless_escaped() {
+        let body = r#"{"v":1,"site":"demo","url":"https://a.example/","device":{"plugins":["PDF Viewer","Caf\u00e9"],"langs":["kk-KZ"],"fonts":{"list":["Arial"]},"auto":{"flags":["x"]},"uach":{"brands":["Chromium/156"]}}}"#;
+        let v = parse(body.as_bytes()).unwrap();
+        let d = v.beacon.device.unwrap();
+        assert!(matches!(d.plugins[0], Cow::Borrowed("PDF Viewer")));
+        assert!(matches!(&d.plugins[1], Cow::Owned(s) if s == "Café"));
+        for list in [
+            &d.langs,
+            &d.fonts.unwrap().list,
+            &d.auto.flags,
+            &d.uach.unwrap().brands,
+        ] {
+            assert!(matches!(list[0], Cow::Borrowed(_)), "{list:?}");
+        }
     }
 
     #[test]

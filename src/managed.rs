@@ -137,7 +137,27 @@ pub struct ManagedClickHouse {
 /// Where a managed server's URL is published while it runs.
 const URL_FILE: &str = "url";
 
+/// A free loopback port for the server, below the kernel's ephemeral range when it can be read.
+///
+/// [`restart`](ManagedClickHouse::restart) reuses the ports. A port from the ephemeral range (what
+/// binding port 0 gives) can be taken while the server is down by an outgoing connection, even by
+/// footfall's own retries connecting to itself on it, and the server then cannot bind it again.
+/// The kernel never gives ports below the range to outgoing connections.
 fn free_port() -> std::io::Result<u16> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|low| *low > 10_001);
+    if let Some(low) = low {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        for _ in 0..200 {
+            let port = rng.gen_range(10_000..low);
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+                return Ok(l.local_addr()?.port());
+            }
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -364,6 +384,20 @@ mod tests {
         }
         let found = Binary::find(Some(dir.path().to_str().unwrap()));
         assert_eq!(found, Some(Binary::Single(bin)));
+    }
+
+    #[test]
+    fn server_ports_are_free_and_never_ones_an_outgoing_connection_could_take() {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+        for _ in 0..20 {
+            let port = free_port().unwrap();
+            assert!(
+                (10_000..low).contains(&port),
+                "{port} vs ephemeral range from {low}"
+            );
+            TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
     }
 
     #[test]

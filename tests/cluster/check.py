@@ -24,6 +24,7 @@ import http.client
 import importlib.util
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -62,6 +63,10 @@ def check(name, got, want):
         print(f"FAIL {name}:\n     got  {got!r}\n     want {want!r}", flush=True)
 
 
+class TimedOut(Exception):
+    """A wait that ran out: a failure of the run, reported with what was being waited for."""
+
+
 def wait_for(what, probe, timeout):
     deadline = time.time() + timeout
     while True:
@@ -72,8 +77,39 @@ def wait_for(what, probe, timeout):
         except Exception:  # noqa: BLE001  (not up yet)
             pass
         if time.time() > deadline:
-            sys.exit(f"timed out waiting for {what}")
+            raise TimedOut(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+_taken = set()
+
+
+def server_port():
+    """A free loopback port below the kernel's ephemeral range, for a server that is restarted.
+
+    A port from the ephemeral range (what binding port 0 gives) can be handed to an outgoing
+    connection while its server is down (a client retrying the down server can even connect to
+    itself on it), and the restarted server then cannot bind it. A shard restarted under load once
+    failed to come back here within 90 s. The kernel never picks ports below the range for
+    outgoing connections.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(1000):
+        port = random.randrange(10000, max(low, 10001))
+        if port in _taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _taken.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class ZooKeeper:
@@ -117,7 +153,7 @@ class Shard:
         self.name = f"shard {num} replica {replica}"
         self.dir = os.path.join(work, f"shard{num}r{replica}")
         os.makedirs(self.dir)
-        self.http, self.tcp, self.interserver = free_port(), free_port(), free_port()
+        self.http, self.tcp, self.interserver = server_port(), server_port(), server_port()
         self.binary = shutil.which("clickhouse-server") or "/usr/sbin/clickhouse-server"
         self.zk_port = zk_port
         self.proc = None
@@ -152,7 +188,19 @@ class Shard:
     def start(self):
         self.proc = subprocess.Popen([self.binary, f"--config-file={self.dir}/config.xml"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self.name, lambda: self.query("SELECT 1", db="default").strip() == "1", 90)
+        try:
+            wait_for(self.name, lambda: self.query("SELECT 1", db="default").strip() == "1", 90)
+        except TimedOut:
+            print(f"     {self.name} did not start; exit status {self.proc.poll()}; its error log ends:\n"
+                  + self.log_tail(), flush=True)
+            raise
+
+    def log_tail(self, lines=15):
+        try:
+            with open(os.path.join(self.dir, "server.err.log"), errors="replace") as f:
+                return "".join(f"       {l}" for l in f.readlines()[-lines:])
+        except OSError as e:
+            return f"       ({e})"
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -388,7 +436,7 @@ def main():
         try:
             wait_for("both spools to drain",
                      lambda: all(ff.metric("footfall_spool_pending_records") == 0 for ff in instances), 120)
-        except SystemExit:
+        except TimedOut:
             pass
         def replicas_agree():
             for srv in servers:
@@ -401,7 +449,7 @@ def main():
             # A replica that was down pulls the parts it missed from ZooKeeper's log; SYNC REPLICA
             # on 18.16 waits only for what is already in its queue, so poll until replicas agree.
             wait_for("the replicas of each shard to agree", replicas_agree, 90)
-        except SystemExit:
+        except TimedOut:
             pass
         rows = shards[0].query("SELECT session_id, seq, count() FROM events WHERE session_id LIKE 'load-%' GROUP BY session_id, seq").splitlines()
         stored = {}
@@ -460,6 +508,9 @@ def main():
 
         if bench:
             run_bench(shards, bench)
+    except TimedOut as e:
+        failures.append(str(e))
+        print(f"FAIL {e}", flush=True)
     finally:
         for ff in instances:
             ff.stop()
