@@ -1,4 +1,4 @@
-//! The fingerprint hot path allocates nothing: counted with a global allocator in this test binary.
+//! Allocation counts on the hot path (parsing, fingerprinting), counted with a global allocator in this test binary.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -45,4 +45,35 @@ fn fingerprinting_a_captured_device_allocates_nothing() {
     let after = ALLOCS.with(Cell::get);
     assert_eq!(id, warm);
     assert_eq!(after - before, 0, "fingerprint() allocated");
+}
+
+#[test]
+fn parsing_borrows_every_string_and_allocates_once_per_list() {
+    let line = include_str!("fixtures/beacons.jsonl")
+        .lines()
+        .next()
+        .unwrap();
+    let warm = beacon::parse(line.as_bytes()).unwrap();
+    let d = warm.beacon.device.as_ref().unwrap();
+    let lists = [
+        d.langs.len(),
+        d.plugins.len(),
+        d.uach.as_ref().map_or(0, |u| u.brands.len()),
+        d.fonts.as_ref().map_or(0, |f| f.list.len()),
+        d.auto.headless.len(),
+        d.auto.globals.len(),
+        d.auto.flags.len(),
+    ];
+    let non_empty = lists.iter().filter(|n| **n > 0).count() as u64;
+    assert!(
+        d.plugins.len() >= 5,
+        "the captured device has its plugin list"
+    );
+
+    let before = ALLOCS.with(Cell::get);
+    let parsed = beacon::parse(line.as_bytes()).unwrap();
+    let after = ALLOCS.with(Cell::get);
+    // The device block's box and one buffer per non-empty list; no string is copied.
+    assert_eq!(after - before, 1 + non_empty, "lists {lists:?}");
+    drop(parsed);
 }
