@@ -257,6 +257,19 @@ async fn is_stored(
     Ok(n > 0)
 }
 
+/// Reads through the `Distributed` table for the already-landed lookup: every point lookup of one
+/// search goes to the same replica of each shard (the first in the cluster's order), and never to
+/// a replica that is behind on replication. Otherwise each lookup picks a replica at random, and
+/// right after a shard's replicas restart one of them may not have fetched a part the other took:
+/// the search then sees "first row there, last row missing", takes that for a partly landed
+/// INSERT and sends the tail again (seen in the cluster test: 11 rows stored twice). A shard
+/// whose every replica is behind fails the lookup, which is retried like any unreachable server.
+fn consistent_reads(db: Client) -> Client {
+    db.with_setting("load_balancing", "in_order")
+        .with_setting("max_replica_delay_for_distributed_queries", "1")
+        .with_setting("fallback_to_stale_replicas_for_distributed_queries", "0")
+}
+
 /// How the cluster spreads `events` over its shards: each shard's weight, in shard order.
 ///
 /// ClickHouse's `Distributed` engine gives shard `i` `weight[i]` consecutive slots and sends a row
@@ -518,7 +531,12 @@ impl Writer {
         };
         let mut skip = 0;
         if self.unsure {
-            skip = landed_prefix(&db, table, rows)
+            let lookup = if self.shard_map.is_some() && table == EVENTS_TABLE {
+                consistent_reads(db.clone())
+            } else {
+                db.clone()
+            };
+            skip = landed_prefix(&lookup, table, rows)
                 .await
                 .map_err(SendError::Lookup)?;
             if skip > 0 {
