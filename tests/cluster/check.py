@@ -308,6 +308,68 @@ def post(conn, body, ip):
     return r.status
 
 
+class LostAcks:
+    """An HTTP proxy in front of one ClickHouse server that loses the answers of the first
+    `drops` INSERTs into `events`: each INSERT is carried out, then the connection is closed
+    without an answer, as when a network or a server dies between commit and reply."""
+
+    def __init__(self, target_port, drops):
+        import http.server
+
+        self.dropped = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def body(self):
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    out = b""
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            return out
+                        out += self.rfile.read(size)
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def forward(self):
+                data = self.body()
+                query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query).get("query", [""])[0]
+                head = {k: v for k, v in self.headers.items()
+                        if k.lower() not in ("host", "connection", "transfer-encoding", "content-length")}
+                c = http.client.HTTPConnection("127.0.0.1", target_port, timeout=120)
+                c.request(self.command, self.path, body=data, headers=head)
+                r = c.getresponse()
+                answer = r.read()
+                c.close()
+                if query.replace("`", "").startswith("INSERT INTO events(") and r.status == 200 and proxy.dropped < drops:
+                    proxy.dropped += 1
+                    self.close_connection = True
+                    return
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_GET = do_POST = forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
 class Load:
     """Senders posting beacons to instances until stopped; remembers what got a 202."""
 
@@ -411,8 +473,56 @@ def main():
         check("one visitor id from both instances (shared salt)", va[1], vb[1])
         check("one fingerprint id from both instances (shared secret)", va[2], vb[2])
 
+        def replicas_agree():
+            for srv in servers:
+                srv.query("SYSTEM SYNC REPLICA footfall.events_local")
+            counts = {}
+            for srv in servers:
+                counts.setdefault(srv.num, set()).add(srv.query("SELECT count() FROM events_local").strip())
+            return all(len(c) == 1 for c in counts.values())
+
+        # An INSERT that lands but whose answer is lost, while the replicas of each shard differ
+        # (fetches stopped, so only the replica that took a part has it): footfall must look up what
+        # landed without being misled by the replica that lacks it, and send nothing twice.
+        for srv in servers:
+            srv.query("SYSTEM STOP FETCHES footfall.events_local")
+        proxy = LostAcks(shards[0].http, drops=6)
+        c = Footfall(binary, work, "c", {"FOOTFALL_CLICKHOUSE_URL": proxy.url, "FOOTFALL_CLICKHOUSE_INSERT": "distributed"})
+        instances.append(c)
+        c.start()
+        sent = 0
+        conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=10)
+        for round_ in range(6):
+            for i in range(80):
+                sent += post(conn, beacon(f"lost-ack-{round_}", i), f"192.0.2.{i + 1}") == 202
+            time.sleep(1.5)
+        conn.close()
+        try:
+            wait_for("instance c's spool to drain", lambda: c.metric("footfall_spool_pending_records") == 0, 60)
+        except TimedOut:
+            pass
+        check("the proxy lost the answers of 6 INSERTs that had landed", proxy.dropped, 6)
+        print(f"     instance c: {sent} events, {c.metric('footfall_rows_already_delivered_total')} rows found already"
+              f" delivered, {c.metric('footfall_rows_inserted_total')} rows inserted")
+        held = [int(srv.query("SELECT count() FROM events_local WHERE session_id LIKE 'lost-ack-%'").strip()) for srv in servers]
+        print(f"     lost-ack rows held by each replica while fetches are stopped: {held}")
+        check("with fetches stopped, the replicas of a shard hold different rows (the case looked up)",
+              any(held[i] != held[i + 1] for i in (0, 2)), True)
+        for srv in servers:
+            srv.query("SYSTEM START FETCHES footfall.events_local")
+        try:
+            wait_for("the replicas of each shard to agree again", replicas_agree, 90)
+        except TimedOut:
+            pass
+        twice = shards[0].query("SELECT session_id, seq, count() AS n FROM events WHERE session_id LIKE 'lost-ack-%' "
+                                "GROUP BY session_id, seq HAVING n > 1 ORDER BY session_id, seq LIMIT 5").split("\n")
+        check("after lost answers, with replicas that differ: nothing stored twice", [l for l in twice if l], [])
+        check("after lost answers: every accepted event stored",
+              int(shards[0].query("SELECT count() FROM events WHERE session_id LIKE 'lost-ack-%'").strip()), sent)
+        proxy.stop()
+
         # Load from both instances; shard 2 is killed in the middle and comes back.
-        load = Load(instances, senders=6)
+        load = Load([a, b], senders=6)
         time.sleep(4)
         for s in servers:
             if s.num == 2:
@@ -438,13 +548,6 @@ def main():
                      lambda: all(ff.metric("footfall_spool_pending_records") == 0 for ff in instances), 120)
         except TimedOut:
             pass
-        def replicas_agree():
-            for srv in servers:
-                srv.query("SYSTEM SYNC REPLICA footfall.events_local")
-            counts = {}
-            for srv in servers:
-                counts.setdefault(srv.num, set()).add(srv.query("SELECT count() FROM events_local").strip())
-            return all(len(c) == 1 for c in counts.values())
         try:
             # A replica that was down pulls the parts it missed from ZooKeeper's log; SYNC REPLICA
             # on 18.16 waits only for what is already in its queue, so poll until replicas agree.
