@@ -459,9 +459,18 @@ async fn a_full_disk_answers_503_loses_nothing_and_recovers() {
     let db = server_client().with_database(&db_name);
     assert_delivered_exactly_once(&db, &accepted, Duration::from_secs(30)).await;
     // Rows in ClickHouse come just before the writer records them delivered and frees their
-    // segments; the instance says when it takes events again, as a load balancer would see it.
+    // segments (a new instance is ready at once, before that): wait until the spool holds nothing
+    // and the instance says it takes events, as a load balancer would see it.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while c.get("/readyz").await.status() != 200 && Instant::now() < deadline {
+    loop {
+        let drained = metric(&c.base, "footfall_spool_pending_records").await == 0.0;
+        if drained && c.get("/readyz").await.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the spool did not drain, or the instance did not become ready, within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut later = 0;
