@@ -257,8 +257,9 @@ async fn is_stored(
     Ok(n > 0)
 }
 
-/// Reads through the `Distributed` table for the already-landed lookup: every point lookup of one
-/// search goes to the same replica of each shard (the first healthy one in the cluster's order).
+/// The client for the already-landed lookup. Through a `Distributed` table, every point lookup of
+/// one search goes to the same replica of each shard (the first healthy one in the cluster's
+/// order); on one server, or straight to a shard's table, the setting changes nothing.
 /// With the default random choice, each lookup may ask a different replica, and right after a
 /// shard's replicas restart one of them may not yet have fetched a part the other took: the search
 /// then sees "first row there, last row missing", takes that for a partly landed INSERT and sends
@@ -532,12 +533,7 @@ impl Writer {
         };
         let mut skip = 0;
         if self.unsure {
-            let lookup = if self.shard_map.is_some() && table == EVENTS_TABLE {
-                consistent_reads(db.clone())
-            } else {
-                db.clone()
-            };
-            skip = landed_prefix(&lookup, table, rows)
+            skip = landed_prefix(&consistent_reads(db.clone()), table, rows)
                 .await
                 .map_err(SendError::Lookup)?;
             if skip > 0 {

@@ -27,12 +27,17 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-#[test]
-fn fingerprinting_a_captured_device_allocates_nothing() {
-    let line = include_str!("fixtures/beacons.jsonl")
+/// The first captured beacon: a pageview with its whole device block.
+fn captured_pageview() -> &'static str {
+    include_str!("fixtures/beacons.jsonl")
         .lines()
         .next()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn fingerprinting_a_captured_device_allocates_nothing() {
+    let line = captured_pageview();
     let parsed = beacon::parse(line.as_bytes()).unwrap();
     let device = parsed.beacon.device.as_ref().unwrap();
     let hasher = FingerprintHasher::new(b"secret");
@@ -49,10 +54,7 @@ fn fingerprinting_a_captured_device_allocates_nothing() {
 
 #[test]
 fn parsing_borrows_every_string_and_allocates_once_per_list() {
-    let line = include_str!("fixtures/beacons.jsonl")
-        .lines()
-        .next()
-        .unwrap();
+    let line = captured_pageview();
     let warm = beacon::parse(line.as_bytes()).unwrap();
     let d = warm.beacon.device.as_ref().unwrap();
     let lists = [

@@ -37,10 +37,10 @@ def check(name, got, want):
     global passed
     if got == want:
         passed += 1
-        print(f"ok   {name}")
+        print(f"ok   {name}", flush=True)
     else:
         failures.append(name)
-        print(f"FAIL {name}:\n     got  {got!r}\n     want {want!r}")
+        print(f"FAIL {name}:\n     got  {got!r}\n     want {want!r}", flush=True)
 
 
 def whole(v):

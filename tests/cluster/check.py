@@ -49,18 +49,8 @@ SECRET = "cluster-test-secret-shared-by-every-instance"
 CHROME_UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
              "Chrome/156.0.0.0 Safari/537.36")
 
-failures = []
-passed = 0
-
-
-def check(name, got, want):
-    global passed
-    if got == want:
-        passed += 1
-        print(f"ok   {name}", flush=True)
-    else:
-        failures.append(name)
-        print(f"FAIL {name}:\n     got  {got!r}\n     want {want!r}", flush=True)
+# One record of results for both scripts: `check` appends to this list and counts passes there.
+check, failures = _analytics.check, _analytics.failures
 
 
 class TimedOut(Exception):
@@ -625,7 +615,7 @@ def main():
             print(f"(work directory kept for inspection: {work})")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"cluster: {passed} passed, {len(failures)} failed in {time.time() - t0:.0f} s")
+    print(f"cluster: {_analytics.passed} passed, {len(failures)} failed in {time.time() - t0:.0f} s")
     if failures:
         sys.exit(1)
 
