@@ -69,6 +69,10 @@ impl Binary {
         );
         let mut c = Command::new("sh");
         c.arg("-c").arg(script);
+        // The shell and the server in a process group of their own, so `stop` can signal the
+        // server itself, and kill it if it outlives the grace period: signalling the shell alone
+        // left it running.
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
         c
     }
 
@@ -133,6 +137,9 @@ pub struct ManagedClickHouse {
     pub http_port: u16,
     pub dir: PathBuf,
 }
+
+/// How long a stopping server gets to shut down cleanly before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// Where a managed server's URL is published while it runs.
 const URL_FILE: &str = "url";
@@ -254,25 +261,41 @@ impl ManagedClickHouse {
 
     /// Stops the server: SIGTERM, then SIGKILL after 15 s.
     pub fn stop(&mut self) {
+        self.stop_within(STOP_GRACE);
+    }
+
+    /// Stops the server: SIGTERM to the server and its watchdog, then SIGKILL to both once `grace`
+    /// is over. Returns once the server no longer answers.
+    ///
+    /// The SIGKILL is not a formality: after SIGTERM, ClickHouse 18.16 closes its listening
+    /// sockets but keeps answering on connections clients hold open (a writer's keep-alive
+    /// connection, busy with INSERTs, kept being served for 18 s), so a "stopped" server can go on
+    /// taking rows for as long as someone keeps it busy.
+    fn stop_within(&mut self, grace: Duration) {
+        use rustix::process::{kill_process_group, Pid, Signal};
         let Some(mut child) = self.child.take() else {
             return;
         };
         let _ = std::fs::remove_file(self.dir.join(URL_FILE));
-        // SIGTERM lets ClickHouse shut down cleanly; std only offers SIGKILL.
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let group = Pid::from_child(&child);
+        let _ = kill_process_group(group, Signal::TERM);
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(15) {
+        // The watchdog shell exits only after the server has: its exit means the server's.
+        while start.elapsed() < grace {
             if let Ok(Some(_)) = child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = child.kill();
+        // The shell is not reaped yet, so the group id cannot have been reused.
+        let _ = kill_process_group(group, Signal::KILL);
         let _ = child.wait();
+        // The server is no longer the shell's child, so wait for what matters: its port closing.
+        let addr = format!("127.0.0.1:{}", self.http_port);
+        let start = Instant::now();
+        while ping(&addr) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -398,6 +421,65 @@ mod tests {
             );
             TcpListener::bind(("127.0.0.1", port)).unwrap();
         }
+    }
+
+    /// A stand-in for a server that will not go away on SIGTERM (as ClickHouse 18.16 keeps
+    /// serving open connections): it answers `/ping` on the configured port and ignores SIGTERM.
+    const STUBBORN_SERVER: &str = r#"#!/bin/sh
+exec python3 -c '
+import re, signal, sys, http.server
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+config = open(sys.argv[1].split("=", 1)[1]).read()
+port = int(re.search(r"<http_port>(\d+)</http_port>", config).group(1))
+class Ping(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"Ok.\n")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Ping).serve_forever()
+' "$@"
+"#;
+
+    fn processes_mentioning(text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                if cmd.contains(text) {
+                    found.push(cmd);
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn stop_ends_a_server_that_ignores_sigterm_and_leaves_no_process() {
+        let bin_dir = tempfile::tempdir().unwrap();
+        let bin = bin_dir.path().join("clickhouse-server");
+        std::fs::write(&bin, STUBBORN_SERVER).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let binary = Binary::at(&bin).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = ManagedClickHouse::start(&binary, dir.path()).unwrap();
+        let addr = format!("127.0.0.1:{}", server.http_port);
+        let config = server.dir.join("config.xml").display().to_string();
+        assert!(ping(&addr));
+        assert_eq!(
+            processes_mentioning(&config).len(),
+            2,
+            "the watchdog and the server"
+        );
+
+        server.stop_within(Duration::from_millis(300));
+        assert!(!ping(&addr), "the server still answers after stop");
+        assert_eq!(processes_mentioning(&config), Vec::<String>::new());
+        assert!(!server.dir.join(URL_FILE).exists());
     }
 
     #[test]

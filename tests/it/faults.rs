@@ -217,7 +217,8 @@ async fn clickhouse_down_for_a_minute_loses_nothing_and_counts_nothing_twice() {
         ready["spool"]["pending_records"].as_u64().unwrap() > 0,
         "{ready}"
     );
-    assert!(metric(&c.base, "footfall_spool_oldest_pending_seconds").await > 1.0);
+    let oldest = metric(&c.base, "footfall_spool_oldest_pending_seconds").await;
+    assert!(oldest > 1.0, "oldest pending event {oldest} s old; {ready}");
     let left = Duration::from_secs(outage_secs()).saturating_sub(down_since.elapsed());
     tokio::time::sleep(left).await;
 
