@@ -257,18 +257,27 @@ async fn is_stored(
     Ok(n > 0)
 }
 
-/// The client for the already-landed lookup. Through a `Distributed` table, every point lookup of
-/// one search goes to the same replica of each shard (the first healthy one in the cluster's
-/// order); on one server, or straight to a shard's table, the setting changes nothing.
-/// With the default random choice, each lookup may ask a different replica, and right after a
-/// shard's replicas restart one of them may not yet have fetched a part the other took: the search
-/// then sees "first row there, last row missing", takes that for a partly landed INSERT and sends
-/// the tail again (seen once in the cluster test: 11 rows stored twice). Asking one replica gives
-/// one answer for the whole INSERT; if that replica lacks it, the same INSERT is sent again whole,
-/// and `ReplicatedMergeTree` drops an identical block it already has. (Also refusing replicas that
-/// are behind, `max_replica_delay_for_distributed_queries`, was tried: with every replica of a
-/// shard behind, delivery stalled well past the lag, so it is not used.)
-fn consistent_reads(db: Client) -> Client {
+/// Whether `database` has every migration this binary knows (any error reads as "no").
+async fn schema_is_current(server: &Client, database: &str) -> bool {
+    let db = server.clone().with_database(database);
+    matches!(schema::current_version(&db).await, Ok(v) if v >= schema::latest_version())
+}
+
+/// The client for INSERTs and already-landed lookups through a `Distributed` table: each goes to
+/// the same replica of each shard, the first healthy one in the cluster's order.
+///
+/// The lookup must see what the INSERT did. With the default random choice, the INSERT and each
+/// point lookup of the search may each go to a different replica, and one that has not fetched
+/// the part yet (fetches lag, and stop while ZooKeeper is away) says "not there": the search then
+/// sees "first row there, last row missing", takes that for a partly landed INSERT and sends the
+/// tail again, a new block stored twice (seen in the cluster test: 11 rows after a shard restart;
+/// the lost-answers scenario there stores dozens with random choice). With one replica for both,
+/// the lookup reads where the INSERT went. If that replica failed over in between, the lookup gives
+/// one answer for the whole INSERT from the other; when that is "not there" the same block is sent
+/// again whole and `ReplicatedMergeTree` drops it as one it already has. (Also refusing replicas
+/// that are behind, `max_replica_delay_for_distributed_queries`, was tried: with every replica of
+/// a shard behind, delivery stalled well past the lag, so it is not used.)
+fn one_replica_per_shard(db: Client) -> Client {
     db.with_setting("load_balancing", "in_order")
 }
 
@@ -533,7 +542,7 @@ impl Writer {
         };
         let mut skip = 0;
         if self.unsure {
-            skip = landed_prefix(&consistent_reads(db.clone()), table, rows)
+            skip = landed_prefix(&db, table, rows)
                 .await
                 .map_err(SendError::Lookup)?;
             if skip > 0 {
@@ -601,7 +610,11 @@ impl Writer {
             } => (server, database, *migrate, layout),
         };
         let version = schema::server_version(server).await?;
-        if migrate {
+        // Every reconnect comes here (after any failed INSERT). Migrating means DDL, and on a
+        // cluster DDL ON CLUSTER, which waits for every host (for minutes when one is down): only
+        // when the schema is missing or behind, as on a first start or a server replaced with an
+        // empty one.
+        if migrate && !schema_is_current(server, database).await {
             let report = schema::migrate(server, database, layout).await?;
             for m in &report.applied {
                 tracing::info!(migration = %m, "applied schema migration");
@@ -627,7 +640,7 @@ impl Writer {
             self.shard_map = Some(map);
             // Through the Distributed table: acknowledged only once every shard has its rows, so
             // the spool forgets nothing a shard does not hold, and the landed-rows lookup sees them.
-            db = db.with_setting("insert_distributed_sync", "1");
+            db = one_replica_per_shard(db.with_setting("insert_distributed_sync", "1"));
         }
         Ok(db)
     }

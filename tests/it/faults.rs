@@ -501,19 +501,28 @@ enum Sabotage {
     LoseAnswer,
 }
 
+/// Every request that went through a proxy, in order: its query string and the start of its body.
+type QueryLog = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A proxy in front of the real ClickHouse that sabotages the first INSERT into `events`.
 async fn sabotaging_proxy(
     upstream: String,
     sabotage: Sabotage,
-) -> (String, actix_web::dev::ServerHandle) {
+) -> (String, actix_web::dev::ServerHandle, QueryLog) {
     let refused = Arc::new(AtomicBool::new(false));
+    let log = QueryLog::default();
     let http = reqwest::Client::new();
+    let seen = log.clone();
     let server = HttpServer::new(move || {
-        let (refused, http, upstream) = (refused.clone(), http.clone(), upstream.clone());
+        let (refused, http, upstream, seen) =
+            (refused.clone(), http.clone(), upstream.clone(), seen.clone());
         App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-            let (refused, http, upstream) = (refused.clone(), http.clone(), upstream.clone());
+            let (refused, http, upstream, seen) =
+                (refused.clone(), http.clone(), upstream.clone(), seen.clone());
             async move {
                 let query = urlencoding_decode(req.query_string());
+                let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                seen.lock().unwrap().push((query.clone(), text));
                 let first_insert = query.contains("INSERT INTO")
                     && query.contains("events")
                     && !refused.swap(true, Ordering::SeqCst);
@@ -560,7 +569,7 @@ async fn sabotaging_proxy(
     let server = server.run();
     let handle = server.handle();
     tokio::spawn(server);
-    (format!("http://{addr}"), handle)
+    (format!("http://{addr}"), handle, log)
 }
 
 fn urlencoding_decode(s: &str) -> String {
@@ -572,7 +581,7 @@ fn urlencoding_decode(s: &str) -> String {
 /// Fault 5: ClickHouse answers "Code: 117" for one batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_clickhouse_refuses_is_dead_lettered_and_later_ones_delivered() {
-    let (proxy, handle) = sabotaging_proxy(clickhouse_url().to_owned(), Sabotage::Refuse).await;
+    let (proxy, handle, _) = sabotaging_proxy(clickhouse_url().to_owned(), Sabotage::Refuse).await;
     let mut c =
         TestCollector::start_with("poison", |c| c.clickhouse.url = Some(proxy.clone())).await;
     assert_eq!(
@@ -628,10 +637,13 @@ async fn a_batch_clickhouse_refuses_is_dead_lettered_and_later_ones_delivered() 
     handle.stop(false).await;
 }
 
-/// Fault 6: an INSERT lands but its answer is lost; the retry must not store it twice.
+/// Fault 6: an INSERT lands but its answer is lost; the retry must not store it twice, and the
+/// reconnect before it must not re-run the schema's DDL (on a cluster that is DDL ON CLUSTER,
+/// which waits for every host).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_whose_answer_is_lost_is_not_stored_twice() {
-    let (proxy, handle) = sabotaging_proxy(clickhouse_url().to_owned(), Sabotage::LoseAnswer).await;
+    let (proxy, handle, queries) =
+        sabotaging_proxy(clickhouse_url().to_owned(), Sabotage::LoseAnswer).await;
     let mut c = TestCollector::start_with("lost_answer", |c| {
         c.clickhouse.url = Some(proxy.clone());
         // One batch holds all five events.
@@ -664,8 +676,42 @@ async fn an_insert_whose_answer_is_lost_is_not_stored_twice() {
     let l = landed(&c.db).await;
     assert_eq!(l.raw_count, 5, "the lost INSERT was sent again");
     assert_eq!(metric(&c.base, "footfall_rows_inserted_total").await, 0.0);
+    let queries = queries.lock().unwrap().clone();
+    let first_insert = queries
+        .iter()
+        .position(|(q, _)| q.contains("INSERT INTO") && q.contains("events"))
+        .expect("an INSERT into events went through the proxy");
+    let ddl: Vec<_> = queries[first_insert..]
+        .iter()
+        .filter(|(q, body)| {
+            [q, body]
+                .iter()
+                .any(|t| t.contains("CREATE") || t.contains("ALTER"))
+        })
+        .collect();
+    assert!(ddl.is_empty(), "DDL after the failed INSERT: {ddl:?}");
     c.shutdown().await;
     handle.stop(false).await;
+}
+
+/// The database disappears while footfall runs (a server replaced with an empty one): the next
+/// INSERT fails, the reconnect finds the schema missing, applies it, and delivery goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_lost_the_schema_gets_it_back_and_delivery_goes_on() {
+    let mut c = TestCollector::start("wiped").await;
+    let (origin, ip) = ("http://localhost:3000", "198.51.100.11");
+    assert_eq!(c.post(&beacon("wiped", 1), origin, ip).await.status(), 202);
+    assert_eq!(c.rows(1).await[0].seq, 1);
+    Client::default()
+        .with_url(clickhouse_url())
+        .query(&format!("DROP DATABASE {}", c.database))
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(c.post(&beacon("wiped", 2), origin, ip).await.status(), 202);
+    let rows = c.rows(1).await;
+    assert_eq!(rows[0].seq, 2, "delivered into the re-created schema");
+    c.shutdown().await;
 }
 
 /// No ClickHouse configured or installed: footfall still starts, takes events into the spool,
