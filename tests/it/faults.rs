@@ -702,8 +702,7 @@ async fn a_server_that_lost_the_schema_gets_it_back_and_delivery_goes_on() {
     let (origin, ip) = ("http://localhost:3000", "198.51.100.11");
     assert_eq!(c.post(&beacon("wiped", 1), origin, ip).await.status(), 202);
     assert_eq!(c.rows(1).await[0].seq, 1);
-    Client::default()
-        .with_url(clickhouse_url())
+    server_client()
         .query(&format!("DROP DATABASE {}", c.database))
         .execute()
         .await
