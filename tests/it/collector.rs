@@ -139,7 +139,10 @@ async fn a_full_pageview_lands_with_every_column() {
     );
     assert_ne!(r.visitor_id, [0; 16]);
     assert_ne!(r.fingerprint_id, [0; 16]);
-    assert_eq!(r.fingerprint_version, 1);
+    assert_eq!(
+        r.fingerprint_version,
+        footfall::enrich::fingerprint::FINGERPRINT_VERSION
+    );
     assert_eq!((r.consent.as_str(), r.gpc, r.dnt), ("granted", 0, 1));
 
     assert_eq!(r.country, ALMATY.country);

@@ -3,11 +3,18 @@
 //! Parsing borrows from the request body wherever JSON escapes allow, and truncation cuts those
 //! borrowed strings in place, so a valid beacon costs no string copies until the row is built.
 //! Unknown fields are ignored, wrong types are errors, over-long strings are cut and counted.
+//!
+//! `parse` reads the JSON with `json::Reader` and `decode` (the shape below, read without serde's
+//! generic layers: `benches/README.md` has why). The `Deserialize` derives on these types are the
+//! reference it must agree with: `tests/json_differential.rs` and the fuzz targets compare the two.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+mod decode;
+mod json;
 
 /// The protocol version this collector speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -384,8 +391,10 @@ pub fn parse(body: &[u8]) -> Result<Validated<'_>, BeaconError> {
     }
     // Checked up front so invalid UTF-8 gets its own message rather than a JSON position.
     let text = std::str::from_utf8(body).map_err(|_| BeaconError::Utf8)?;
-    let beacon: Beacon<'_> =
-        serde_json::from_str(text).map_err(|e| BeaconError::Json(e.to_string()))?;
+    let mut reader = json::Reader::new(text);
+    let beacon = decode::beacon(&mut reader)
+        .and_then(|b| reader.end().map(|()| b))
+        .map_err(|e| BeaconError::Json(e.to_string()))?;
     validate(beacon)
 }
 
