@@ -11,11 +11,15 @@ use std::collections::BTreeSet;
 
 use footfall::beacon::{self, limits, Beacon, Kind, PropValue, PROTOCOL_VERSION};
 
+// The same reference rule as `tests/json_differential.rs`.
+#[path = "../../tests/support/json_reference.rs"]
+mod json_reference;
+
 /// Parses `body`; panics if `parse` panics, if it disagrees with the `serde_json` reference, or if
 /// an accepted beacon breaks a documented invariant.
 pub fn check_parse(body: &[u8]) {
     let parsed = beacon::parse(body);
-    same_as_reference(body, &parsed);
+    json_reference::check_same_as_reference(body, &parsed);
     let Ok(v) = parsed else {
         return;
     };
@@ -220,43 +224,6 @@ pub fn check_parse(body: &[u8]) {
 }
 
 /// The validator's URL rule: `http://` or `https://` followed by a host (non-empty, not `/`).
-/// `beacon::parse` reads JSON with its own reader; `serde_json` with the `Deserialize` derives is
-/// the reference. Both accept with the same result or both refuse, except where serde takes a
-/// struct written as an array (`tests/json_differential.rs` explains that one difference).
-fn same_as_reference(body: &[u8], parsed: &Result<beacon::Validated<'_>, beacon::BeaconError>) {
-    let reference = std::str::from_utf8(body)
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str::<Beacon<'_>>(t).map_err(|e| e.to_string()))
-        .and_then(|b| beacon::validate(b).map_err(|e| e.to_string()));
-    match (parsed, &reference) {
-        (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "read differently"),
-        (Err(_), Err(_)) => {}
-        (Ok(_), Err(e)) => panic!("accepted, but the serde reference refuses: {e}"),
-        (Err(e), Ok(_)) => {
-            let value: serde_json::Value =
-                serde_json::from_slice(body).expect("serde accepted it as a beacon");
-            assert!(
-                struct_as_array(&value),
-                "refused ({e}), but the serde reference accepts it"
-            );
-        }
-    }
-}
-
-/// Whether a struct-valued key holds an array (serde reads a struct from its fields in order).
-fn struct_as_array(v: &serde_json::Value) -> bool {
-    const STRUCT_KEYS: &[&str] = &[
-        "device", "screen", "vp", "win", "uach", "canvas", "webgl", "fonts", "media", "auto",
-    ];
-    match v {
-        serde_json::Value::Object(m) => m.iter().any(|(k, v)| {
-            (STRUCT_KEYS.contains(&k.as_str()) && v.is_array()) || struct_as_array(v)
-        }),
-        serde_json::Value::Array(a) => a.iter().any(struct_as_array),
-        _ => false,
-    }
-}
-
 fn is_http_url(s: &str) -> bool {
     let rest = s
         .strip_prefix("https://")

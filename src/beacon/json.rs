@@ -413,19 +413,20 @@ impl<'a> Reader<'a> {
 
     /// An integer token within `[min, max]`: fractions, exponents and out-of-range values are errors.
     fn integer(&mut self, min: i128, max: i128, what: &'static str) -> Result<i128> {
-        let start = self.peek().map(|_| self.at);
+        self.peek();
+        let start = self.at;
         let n = self.number(what)?;
         let value = match (n.integer, n.magnitude) {
             // `-0` is a float to serde_json (negative zero has no integer form), so not an integer.
             (true, Some(m)) if n.negative && m > 0 => -i128::from(m),
             (true, Some(m)) if !n.negative => i128::from(m),
             _ => {
-                self.at = start.unwrap_or(self.at);
+                self.at = start;
                 return Err(self.error(format!("expected {what}, found `{}`", n.text)));
             }
         };
         if value < min || value > max {
-            self.at = start.unwrap_or(self.at);
+            self.at = start;
             return Err(self.error(format!("{what} out of range: {value}")));
         }
         Ok(value)
@@ -479,38 +480,23 @@ impl<'a> Reader<'a> {
 
     /// Any number as an `f64`, correctly rounded; one too large for an `f64` is an error.
     pub fn f64(&mut self) -> Result<f64> {
-        let n = self.number("a number")?;
-        let value = match (n.integer, n.magnitude) {
-            // Exact integers convert directly, as serde_json's integer path does.
-            (true, Some(m)) if n.negative => -(m as f64),
-            (true, Some(m)) => m as f64,
-            _ => n
-                .text
-                .parse::<f64>()
-                .map_err(|_| self.error("invalid number"))?,
-        };
-        if value.is_finite() {
-            Ok(value)
-        } else {
-            Err(self.error("number out of range"))
-        }
+        self.float(|v: &f64| v.is_finite())
     }
 
-    /// Any number as an `f32`, rounded once from the decimal text.
+    /// Any number as an `f32`, rounded once from the decimal text (as serde_json's
+    /// `float_roundtrip` does; without it, serde rounds to `f64` first).
     pub fn f32(&mut self) -> Result<f32> {
+        self.float(|v: &f32| v.is_finite())
+    }
+
+    /// A number token parsed by the standard library, which rounds correctly (integers too, so
+    /// they need no path of their own); one that overflows to infinity is an error.
+    fn float<T: std::str::FromStr>(&mut self, finite: fn(&T) -> bool) -> Result<T> {
         let n = self.number("a number")?;
-        let value = match (n.integer, n.magnitude) {
-            (true, Some(m)) if n.negative => -(m as f32),
-            (true, Some(m)) => m as f32,
-            _ => n
-                .text
-                .parse::<f32>()
-                .map_err(|_| self.error("invalid number"))?,
-        };
-        if value.is_finite() {
-            Ok(value)
-        } else {
-            Err(self.error("number out of range"))
+        match n.text.parse::<T>() {
+            Ok(v) if finite(&v) => Ok(v),
+            Ok(_) => Err(self.error("number out of range")),
+            Err(_) => Err(self.error("invalid number")),
         }
     }
 
