@@ -163,6 +163,7 @@ pub async fn run(
         unsure: false,
         validation: false,
         shard_map: None,
+        spare_rows: Vec::new(),
     };
     match w.deliver_all().await {
         Ok(()) => tracing::info!("writer stopped: every accepted event was delivered or set aside"),
@@ -372,18 +373,29 @@ struct Writer {
     validation: bool,
     /// On a cluster: how `events` is spread over the shards (read when connecting).
     shard_map: Option<ShardMap>,
+    /// The last batch's row buffer, emptied, for the next one. A batch is thousands of rows of a
+    /// few hundred bytes each: growing a fresh vector for every batch cost page faults and copies
+    /// (~4 % of footfall's CPU under load).
+    spare_rows: Vec<EventRow>,
 }
 
 impl Writer {
     async fn deliver_all(&mut self) -> Result<(), Stop> {
         loop {
-            let (batch, closed) = self.next_batch().await.map_err(Stop::Spool)?;
+            let (mut batch, closed) = self.next_batch().await.map_err(Stop::Spool)?;
             if let Some(end) = batch.end {
                 self.unsure |= batch.replayed;
                 if !batch.rows.is_empty() {
                     self.deliver(&batch.rows).await?;
                 }
                 self.reader.ack(end, batch.records).map_err(Stop::Spool)?;
+            }
+            // Keep the buffer while batches stay about as large; give the memory back once the
+            // load has dropped.
+            let used = batch.rows.len();
+            batch.rows.clear();
+            if batch.rows.capacity() <= 4 * used.max(256) {
+                self.spare_rows = batch.rows;
             }
             if closed {
                 return Ok(());
@@ -395,7 +407,7 @@ impl Writer {
     /// spool is closed and drained (the `bool`).
     async fn next_batch(&mut self) -> std::io::Result<(Batch, bool)> {
         let mut batch = Batch {
-            rows: Vec::new(),
+            rows: std::mem::take(&mut self.spare_rows),
             records: 0,
             end: None,
             replayed: false,

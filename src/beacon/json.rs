@@ -219,6 +219,7 @@ impl<'a> Reader<'a> {
 
     /// The index of the first `"`, `\` or control character at or after `from` (or the end).
     /// Eight bytes at a time: beacon strings are mostly short, but URLs and WebGL renderers are not.
+    /// (An SSE2 version, sixteen at a time, measured no faster on a real beacon: tried, not kept.)
     #[inline(always)]
     fn scan(&self, mut i: usize) -> usize {
         const ONES: u64 = u64::MAX / 255;
@@ -588,13 +589,27 @@ mod tests {
 
     #[test]
     fn the_scan_finds_every_stop_byte_at_every_offset() {
-        for len in 0..40 {
-            for stop in [b'"', b'\\', 0x01, 0x1f] {
-                let mut s = "x".repeat(len).into_bytes();
-                s.push(stop);
-                s.extend_from_slice(b"yyyyyyyyyy");
-                let text = String::from_utf8(s).unwrap();
-                assert_eq!(Reader::new(&text).scan(0), len, "len {len} stop {stop}");
+        // Across the 8-byte windows and the byte-wise tail, with any number of bytes
+        // after the stop, and fillers next to the stop values (space, DEL, UTF-8 bytes).
+        for fill in ["x", " ", "\u{7f}", "é"] {
+            for len in 0..40 {
+                for stop in [b'"', b'\\', 0x00, 0x01, 0x1f] {
+                    for after in [0, 1, 7, 10, 15, 16, 17] {
+                        let mut s = fill.repeat(len).into_bytes();
+                        let at = s.len();
+                        s.push(stop);
+                        s.extend(std::iter::repeat_n(b'y', after));
+                        let text = String::from_utf8(s).unwrap();
+                        assert_eq!(
+                            Reader::new(&text).scan(0),
+                            at,
+                            "{fill:?} x {len}, stop {stop}"
+                        );
+                    }
+                }
+                // No stop at all: the scan ends at the end.
+                let text = fill.repeat(len);
+                assert_eq!(Reader::new(&text).scan(0), text.len());
             }
         }
         // Bytes >= 0x80 (UTF-8) and 0x20 are not stops.

@@ -5,27 +5,39 @@ use std::collections::HashMap;
 /// One allowed origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginPattern {
-    scheme: String,
+    https: bool,
+    /// Lowercased.
     host: String,
     /// `None` means any port.
     port: Option<u16>,
 }
 
-fn default_port(scheme: &str) -> u16 {
-    if scheme == "https" {
+fn default_port(https: bool) -> u16 {
+    if https {
         443
     } else {
         80
     }
 }
 
-/// Splits `scheme://host[:port]` (an `Origin` header value) into lowercased parts.
-fn split_origin(s: &str) -> Option<(String, String, Option<&str>)> {
+/// An `Origin` value split without copying: it is read on every event, so nothing is allocated.
+struct Parts<'a> {
+    https: bool,
+    /// As sent: compared without regard to ASCII case.
+    host: &'a str,
+    port: Option<&'a str>,
+}
+
+/// Splits `scheme://host[:port]` (an `Origin` header value); `None` for anything else.
+fn split_origin(s: &str) -> Option<Parts<'_>> {
     let (scheme, rest) = s.trim().split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
+    let https = if scheme.eq_ignore_ascii_case("https") {
+        true
+    } else if scheme.eq_ignore_ascii_case("http") {
+        false
+    } else {
         return None;
-    }
+    };
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
         return None;
@@ -44,12 +56,12 @@ fn split_origin(s: &str) -> Option<(String, String, Option<&str>)> {
     if host.is_empty() {
         return None;
     }
-    Some((scheme, host.to_ascii_lowercase(), port))
+    Some(Parts { https, host, port })
 }
 
 impl OriginPattern {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (scheme, host, port) = split_origin(s)
+        let Parts { https, host, port } = split_origin(s)
             .ok_or_else(|| format!("origin {s:?} is not of the form http(s)://host[:port|:*]"))?;
         let port = match port {
             Some("*") => None,
@@ -57,25 +69,30 @@ impl OriginPattern {
                 p.parse::<u16>()
                     .map_err(|_| format!("origin {s:?} has an invalid port"))?,
             ),
-            None => Some(default_port(&scheme)),
+            None => Some(default_port(https)),
         };
-        Ok(Self { scheme, host, port })
+        Ok(Self {
+            https,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
     }
 
     /// Does the `Origin` header value `origin` match?
     pub fn matches(&self, origin: &str) -> bool {
-        let Some((scheme, host, port)) = split_origin(origin) else {
-            return false;
-        };
-        if scheme != self.scheme || host != self.host {
+        split_origin(origin).is_some_and(|o| self.matches_parts(&o))
+    }
+
+    fn matches_parts(&self, origin: &Parts<'_>) -> bool {
+        if origin.https != self.https || !origin.host.eq_ignore_ascii_case(&self.host) {
             return false;
         }
-        let port = match port {
+        let port = match origin.port {
             Some(p) => match p.parse::<u16>() {
                 Ok(p) => p,
                 Err(_) => return false,
             },
-            None => default_port(&scheme),
+            None => default_port(origin.https),
         };
         self.port.is_none_or(|want| want == port)
     }
@@ -127,14 +144,20 @@ impl Sites {
 
     /// True when `site` is configured and `origin` is one of its origins.
     pub fn allows(&self, site: &str, origin: &str) -> bool {
-        self.sites
-            .get(site)
-            .is_some_and(|patterns| patterns.iter().any(|p| p.matches(origin)))
+        let (Some(patterns), Some(origin)) = (self.sites.get(site), split_origin(origin)) else {
+            return false;
+        };
+        patterns.iter().any(|p| p.matches_parts(&origin))
     }
 
     /// True when any site allows `origin` (CORS preflights do not carry the site id).
     pub fn any_allows(&self, origin: &str) -> bool {
-        self.sites.values().flatten().any(|p| p.matches(origin))
+        split_origin(origin).is_some_and(|origin| {
+            self.sites
+                .values()
+                .flatten()
+                .any(|p| p.matches_parts(&origin))
+        })
     }
 }
 
@@ -202,5 +225,37 @@ mod tests {
         assert!(!s.allows("nope", "https://shop.example"));
         assert!(s.any_allows("http://localhost:3000"));
         assert!(!s.any_allows("https://evil.example"));
+    }
+
+    #[test]
+    fn request_origins_are_compared_without_regard_to_case_and_never_half_parsed() {
+        let s = Sites::new(&[(
+            "shop".into(),
+            vec!["HTTPS://Shop.Example".into(), "http://[::1]:8080".into()],
+        )])
+        .unwrap();
+        for ok in [
+            "https://shop.example",
+            "HTTPS://SHOP.EXAMPLE:443",
+            " Https://shop.Example/ ",
+            "http://[::1]:8080",
+        ] {
+            assert!(s.allows("shop", ok), "{ok}");
+            assert!(s.any_allows(ok), "{ok}");
+        }
+        for bad in [
+            "https://shop.example:",
+            "https://shop.example:4430000",
+            "https://shop.example:-1",
+            "httpss://shop.example",
+            "https://user@shop.example",
+            "https://shop.example/path",
+            "http://[::1]",
+            "http://[::2]:8080",
+            "",
+        ] {
+            assert!(!s.allows("shop", bad), "{bad}");
+            assert!(!s.any_allows(bad), "{bad}");
+        }
     }
 }
