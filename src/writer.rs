@@ -356,6 +356,21 @@ struct Batch {
     replayed: bool,
 }
 
+impl Batch {
+    /// The row buffer, emptied, for the next batch: kept while batches stay about as large, and
+    /// let go (an empty vector) once it is more than four times what this batch needed, so the
+    /// memory of a burst is given back when the load drops.
+    fn into_spare_rows(mut self) -> Vec<EventRow> {
+        let used = self.rows.len();
+        self.rows.clear();
+        if self.rows.capacity() <= 4 * used.max(256) {
+            self.rows
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 struct Writer {
     dest: Destination,
     /// The database client once the server has answered and the schema is in place.
@@ -382,7 +397,7 @@ struct Writer {
 impl Writer {
     async fn deliver_all(&mut self) -> Result<(), Stop> {
         loop {
-            let (mut batch, closed) = self.next_batch().await.map_err(Stop::Spool)?;
+            let (batch, closed) = self.next_batch().await.map_err(Stop::Spool)?;
             if let Some(end) = batch.end {
                 self.unsure |= batch.replayed;
                 if !batch.rows.is_empty() {
@@ -390,13 +405,7 @@ impl Writer {
                 }
                 self.reader.ack(end, batch.records).map_err(Stop::Spool)?;
             }
-            // Keep the buffer while batches stay about as large; give the memory back once the
-            // load has dropped.
-            let used = batch.rows.len();
-            batch.rows.clear();
-            if batch.rows.capacity() <= 4 * used.max(256) {
-                self.spare_rows = batch.rows;
-            }
+            self.spare_rows = batch.into_spare_rows();
             if closed {
                 return Ok(());
             }
@@ -738,6 +747,33 @@ mod tests {
     use super::*;
     use clickhouse::error::Error;
     use clickhouse::test::{handlers, Mock};
+
+    fn batch_of(rows: usize, capacity: usize) -> Batch {
+        let mut v = Vec::with_capacity(capacity);
+        v.resize(rows, EventRow::default());
+        Batch {
+            rows: v,
+            records: rows as u64,
+            end: None,
+            replayed: false,
+        }
+    }
+
+    #[test]
+    fn a_batch_hands_its_emptied_buffer_to_the_next_while_the_load_holds() {
+        let spare = batch_of(10_000, 16_384).into_spare_rows();
+        assert!(spare.is_empty());
+        assert!(spare.capacity() >= 16_384);
+        // Small batches keep a buffer of a few hundred rows whatever they used.
+        assert!(batch_of(3, 1_024).into_spare_rows().capacity() >= 1_024);
+    }
+
+    #[test]
+    fn a_burst_buffer_is_given_back_when_batches_get_small() {
+        let spare = batch_of(100, 16_384).into_spare_rows();
+        assert!(spare.is_empty());
+        assert_eq!(spare.capacity(), 0);
+    }
 
     #[test]
     fn exception_codes_are_read_from_messages() {

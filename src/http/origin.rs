@@ -20,7 +20,8 @@ fn default_port(https: bool) -> u16 {
     }
 }
 
-/// An `Origin` value split without copying: it is read on every event, so nothing is allocated.
+/// An `Origin` value or a pattern split without copying: requests are read on every event, so
+/// nothing is allocated.
 struct Parts<'a> {
     https: bool,
     /// As sent: compared without regard to ASCII case.
@@ -80,21 +81,33 @@ impl OriginPattern {
 
     /// Does the `Origin` header value `origin` match?
     pub fn matches(&self, origin: &str) -> bool {
-        split_origin(origin).is_some_and(|o| self.matches_parts(&o))
+        Requested::parse(origin).is_some_and(|o| self.matches_requested(&o))
     }
 
-    fn matches_parts(&self, origin: &Parts<'_>) -> bool {
-        if origin.https != self.https || !origin.host.eq_ignore_ascii_case(&self.host) {
-            return false;
-        }
-        let port = match origin.port {
-            Some(p) => match p.parse::<u16>() {
-                Ok(p) => p,
-                Err(_) => return false,
-            },
-            None => default_port(origin.https),
+    fn matches_requested(&self, origin: &Requested<'_>) -> bool {
+        origin.https == self.https
+            && origin.host.eq_ignore_ascii_case(&self.host)
+            && self.port.is_none_or(|want| want == origin.port)
+    }
+}
+
+/// A request's origin, read once and then compared with every allowed pattern.
+struct Requested<'a> {
+    https: bool,
+    host: &'a str,
+    /// Explicit, or the scheme's default.
+    port: u16,
+}
+
+impl<'a> Requested<'a> {
+    /// `None` when the value is no origin or its port is not a number (`*` is for patterns).
+    fn parse(s: &'a str) -> Option<Self> {
+        let Parts { https, host, port } = split_origin(s)?;
+        let port = match port {
+            Some(p) => p.parse().ok()?,
+            None => default_port(https),
         };
-        self.port.is_none_or(|want| want == port)
+        Some(Self { https, host, port })
     }
 }
 
@@ -144,19 +157,20 @@ impl Sites {
 
     /// True when `site` is configured and `origin` is one of its origins.
     pub fn allows(&self, site: &str, origin: &str) -> bool {
-        let (Some(patterns), Some(origin)) = (self.sites.get(site), split_origin(origin)) else {
+        let (Some(patterns), Some(origin)) = (self.sites.get(site), Requested::parse(origin))
+        else {
             return false;
         };
-        patterns.iter().any(|p| p.matches_parts(&origin))
+        patterns.iter().any(|p| p.matches_requested(&origin))
     }
 
     /// True when any site allows `origin` (CORS preflights do not carry the site id).
     pub fn any_allows(&self, origin: &str) -> bool {
-        split_origin(origin).is_some_and(|origin| {
+        Requested::parse(origin).is_some_and(|origin| {
             self.sites
                 .values()
                 .flatten()
-                .any(|p| p.matches_parts(&origin))
+                .any(|p| p.matches_requested(&origin))
         })
     }
 }
