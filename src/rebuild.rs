@@ -28,19 +28,35 @@ pub struct View {
 /// The placeholder between a view's target and its query (rendered by `schema::render`).
 const MV_SECURITY: &str = "{{MV_SECURITY}}";
 
-/// Every materialised view of the migrations, in creation order.
+/// Every materialised view of the migrations that fills a table, in creation order, each as one
+/// SELECT over `events`: a view dropped by a later migration is left out, and a view that reads a
+/// Null table (which only passes rows on) reads, in its place, the view that fills that table.
 pub fn views() -> Vec<View> {
-    let mut out = Vec::new();
+    // (name, target, select) of the views that exist after every migration.
+    let mut created: Vec<(String, String, String)> = Vec::new();
+    let mut pass_through: Vec<String> = Vec::new();
     for m in schema::MIGRATIONS {
-        // The views' text does not depend on the server version.
-        for stmt in schema::statements(m.sql) {
+        // The views' text does not depend on the server version, except for the middle link of
+        // a chain, which a rebuild reads as the table it is.
+        let sql = m.sql.replace(schema::DIMENSION_INPUT, "dimension_input");
+        for stmt in schema::statements(&sql) {
+            if let Some(rest) = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ") {
+                if stmt.contains("ENGINE = Null") {
+                    pass_through.extend(rest.split_whitespace().next().map(str::to_owned));
+                }
+                continue;
+            }
+            if let Some(dropped) = stmt.strip_prefix("DROP TABLE IF EXISTS ") {
+                created.retain(|(name, _, _)| name != dropped.trim());
+                continue;
+            }
             let Some(rest) = stmt.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS ") else {
                 continue;
             };
             let mut words = rest.splitn(4, char::is_whitespace);
-            let (_name, to, table) = (words.next(), words.next(), words.next());
+            let (name, to, table) = (words.next(), words.next(), words.next());
             let Some(body) = words.next() else { continue };
-            let (Some("TO"), Some(table)) = (to, table) else {
+            let (Some(name), Some("TO"), Some(table)) = (name, to, table) else {
                 continue;
             };
             let body = body.trim_start();
@@ -48,13 +64,35 @@ pub fn views() -> Vec<View> {
             let Some(select) = body.strip_prefix("AS") else {
                 continue;
             };
-            out.push(View {
-                table: table.to_owned(),
-                select: select.trim().to_owned(),
-            });
+            created.push((name.to_owned(), table.to_owned(), select.trim().to_owned()));
         }
     }
-    out
+    let feeding = |table: &str| {
+        created
+            .iter()
+            .find(|(_, target, _)| target == table)
+            .map(|(_, _, select)| select.clone())
+    };
+    created
+        .iter()
+        .filter(|(_, table, _)| !pass_through.contains(table))
+        .map(|(_, table, select)| {
+            let inlined = schema::source_of(select)
+                .filter(|(_, source)| pass_through.iter().any(|t| t == source))
+                .and_then(|(at, source)| {
+                    let inner = feeding(source)?;
+                    Some(format!(
+                        "{}({inner}) AS {source}{}",
+                        &select[..at],
+                        &select[at + source.len()..]
+                    ))
+                });
+            View {
+                table: table.clone(),
+                select: inlined.unwrap_or_else(|| select.clone()),
+            }
+        })
+        .collect()
 }
 
 /// What to recompute.
@@ -210,5 +248,20 @@ mod tests {
             );
             assert!(!view.select.contains('?'), "{}", view.table);
         }
+        // dimension_stats' view reads the Null table that another view fills from events: the
+        // rebuild runs both as one query, and the view that 005 replaced is gone.
+        let dims = &v[6].select;
+        assert!(
+            dims.contains("FROM (SELECT site, toDate(received_at) AS day"),
+            "{dims}"
+        );
+        assert!(
+            dims.contains(") AS dimension_input\nARRAY JOIN dimensions AS dimension"),
+            "{dims}"
+        );
+        assert!(
+            !dims.contains("sumState(toUInt64(kind = 'pageview'))"),
+            "{dims}"
+        );
     }
 }

@@ -35,7 +35,24 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "salts",
         sql: include_str!("../schema/004_salts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "dimension_input",
+        sql: include_str!("../schema/005_dimension_input.sql"),
+    },
 ];
+
+impl Migration {
+    /// The error of one of this migration's statements.
+    fn failed(&self) -> impl FnOnce(clickhouse::error::Error) -> SchemaError {
+        let (version, name) = (self.version, self.name);
+        move |source| SchemaError::Migration {
+            version,
+            name,
+            source,
+        }
+    }
+}
 
 /// Where applied migrations are recorded (created by `migrate` before the first migration).
 pub const SCHEMA_MIGRATIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
@@ -73,6 +90,13 @@ impl ServerVersion {
         (self.major, self.minor) >= (24, 4)
     }
 
+    /// Whether an INSERT that a materialised view makes triggers the views that read that view
+    /// (before 19.14), rather than the views that read the table it writes to (since). A chain
+    /// of views names its middle link accordingly: `{{DIMENSION_INPUT}}`.
+    pub fn chains_through_views(self) -> bool {
+        (self.major, self.minor) < (19, 14)
+    }
+
     /// Typed row validation needs `RowBinaryWithNamesAndTypes`, which old servers lack.
     pub fn supports_validation(self) -> bool {
         self.major >= 24
@@ -101,9 +125,19 @@ pub fn render(sql: &str, version: ServerVersion) -> String {
     } else {
         ""
     };
+    let dimension_input = if version.chains_through_views() {
+        "dimension_input_mv"
+    } else {
+        "dimension_input"
+    };
     sql.replace("{{LC}}", lc)
         .replace("{{MV_SECURITY}}", security)
+        .replace(DIMENSION_INPUT, dimension_input)
 }
+
+/// What `dimension_stats_mv` reads (migration 005): the Null table `dimension_input`, or on
+/// servers whose view chains follow views, the view that fills it.
+pub const DIMENSION_INPUT: &str = "{{DIMENSION_INPUT}}";
 
 /// The statements of a rendered migration: split on `;` at line ends, comments dropped.
 pub fn statements(sql: &str) -> Vec<String> {
@@ -194,15 +228,25 @@ impl Layout {
         let Layout::Cluster { name, replicated } = self else {
             return plain;
         };
+        // A view that reads another view reads it by its own name; one that reads a table reads
+        // the shard's `_local` table.
+        let views: Vec<&str> = plain
+            .iter()
+            .filter_map(|s| s.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS "))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .collect();
         let mut out = Vec::new();
-        for stmt in plain {
+        for stmt in &plain {
             if let Some(rest) = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ") {
                 let table: String = rest
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect();
                 let body = &rest[table.len()..];
-                let body = if *replicated {
+                // A Null table only passes an INSERT on to the views over it, on the shard where
+                // it happens: nothing to replicate, nothing to read through a Distributed table.
+                let passes_through = body.contains("ENGINE = Null");
+                let body = if *replicated && !passes_through {
                     replicated_engine(body, database, &table)
                 } else {
                     body.to_owned()
@@ -212,6 +256,9 @@ impl Layout {
                 out.push(format!(
                     "CREATE TABLE IF NOT EXISTS {database}.{table}_local ON CLUSTER {name}{body}"
                 ));
+                if passes_through {
+                    continue;
+                }
                 out.push(format!(
                     "CREATE TABLE IF NOT EXISTS {database}.{table} ON CLUSTER {name} \
                      AS {database}.{table}_local \
@@ -220,7 +267,7 @@ impl Layout {
                 ));
             } else if let Some(rest) = stmt.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS ")
             {
-                // `v TO t AS SELECT ... FROM events`: on every shard, from its own events.
+                // `v TO t AS SELECT ... FROM s`: on every shard, from its own rows of `s`.
                 let mut words = rest.splitn(4, ' ');
                 let (view, _to, target, select) = (
                     words.next().unwrap_or(""),
@@ -228,17 +275,52 @@ impl Layout {
                     words.next().unwrap_or(""),
                     words.next().unwrap_or(""),
                 );
+                let select = match source_of(select) {
+                    Some((at, source)) => {
+                        let local = if views.contains(&source) {
+                            ""
+                        } else {
+                            "_local"
+                        };
+                        format!(
+                            "{}{database}.{source}{local}{}",
+                            &select[..at],
+                            &select[at + source.len()..]
+                        )
+                    }
+                    None => select.to_owned(),
+                };
                 out.push(format!(
                     "CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{view} ON CLUSTER {name} \
-                     TO {database}.{target}_local {}",
-                    select.replacen("FROM events", &format!("FROM {database}.events_local"), 1)
+                     TO {database}.{target}_local {select}"
+                ));
+            } else if let Some(view) = stmt.strip_prefix("DROP TABLE IF EXISTS ") {
+                out.push(format!(
+                    "DROP TABLE IF EXISTS {database}.{} ON CLUSTER {name}",
+                    view.trim()
                 ));
             } else {
-                out.push(stmt);
+                out.push(stmt.clone());
             }
         }
         out
     }
+}
+
+/// The table a query reads first (its first `FROM`), and where that name starts in it.
+pub(crate) fn source_of(select: &str) -> Option<(usize, &str)> {
+    let (at, word) = select.match_indices("FROM ").find(|(at, _)| {
+        select[..*at]
+            .chars()
+            .next_back()
+            .is_none_or(char::is_whitespace)
+    })?;
+    let start = at + word.len();
+    let rest = &select[start..];
+    let len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    Some((start, &rest[..len]))
 }
 
 /// footfall's tables on a server or a cluster, as the admin side addresses them: reads and
@@ -364,6 +446,8 @@ pub struct MigrationReport {
     pub created_database: bool,
     pub applied: Vec<String>,
     pub already_applied: Vec<String>,
+    /// Views re-created as this server's version must have them (`relink_chain`).
+    pub relinked: Vec<String>,
 }
 
 impl std::fmt::Display for MigrationReport {
@@ -379,6 +463,12 @@ impl std::fmt::Display for MigrationReport {
         }
         for m in &self.applied {
             writeln!(f, "applied: {m}")?;
+        }
+        for v in &self.relinked {
+            writeln!(
+                f,
+                "re-created: {v} (the server's version triggers views differently from the one it was created on)"
+            )?;
         }
         if self.applied.is_empty() {
             writeln!(f, "schema is current (version {})", latest_version())?;
@@ -455,29 +545,85 @@ pub async fn migrate(
             report.already_applied.push(label);
             continue;
         }
-        for stmt in layout.statements(&render(m.sql, version), database) {
-            db.query(&stmt)
-                .execute()
-                .await
-                .map_err(|source| SchemaError::Migration {
-                    version: m.version,
-                    name: m.name,
-                    source,
-                })?;
-        }
+        run(&db, m, layout.statements(&render(m.sql, version), database)).await?;
         db.query("INSERT INTO schema_migrations (version, name, applied_at) SELECT ?, ?, now()")
             .bind(m.version)
             .bind(m.name)
             .execute()
             .await
-            .map_err(|source| SchemaError::Migration {
-                version: m.version,
-                name: m.name,
-                source,
-            })?;
+            .map_err(m.failed())?;
         report.applied.push(label);
     }
+    if relink_chain(&db, database, layout, version).await? {
+        report.relinked.push(CHAIN_END.to_owned());
+    }
     Ok(report)
+}
+
+/// The view at the end of migration 005's chain.
+const CHAIN_END: &str = "dimension_stats_mv";
+
+/// Re-creates the chain's last view when this server would not trigger it: a server upgraded
+/// across 19.14 keeps the view as the old version needed it (see `chains_through_views`), and
+/// `dimension_stats` would silently stop growing. Returns whether it did.
+async fn relink_chain(
+    db: &Client,
+    database: &str,
+    layout: &Layout,
+    version: ServerVersion,
+) -> Result<bool, SchemaError> {
+    let source = if version.chains_through_views() {
+        "dimension_input_mv".to_owned()
+    } else {
+        layout.local("dimension_input")
+    };
+    // Empty before migration 005; 1 when the source triggers the view.
+    let linked: Vec<u8> = db
+        .query(
+            "SELECT has(dependencies_table, ?) FROM system.tables WHERE database = ? AND name = ?",
+        )
+        .bind(CHAIN_END)
+        .bind(database)
+        .bind(&source)
+        .fetch_all()
+        .await
+        .map_err(|source| SchemaError::Query {
+            what: "checking what dimension_stats_mv reads",
+            source,
+        })?;
+    if linked != [0] {
+        return Ok(false);
+    }
+    let Some(m) = MIGRATIONS.iter().find(|m| m.version == 5) else {
+        return Ok(false);
+    };
+    let relink = layout
+        .statements(&render(m.sql, version), database)
+        .into_iter()
+        .filter(|s| {
+            let name = if s.starts_with("DROP TABLE IF EXISTS ") {
+                s.split_whitespace().nth(4)
+            } else if s.starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS ") {
+                s.split_whitespace().nth(6)
+            } else {
+                None
+            };
+            name.is_some_and(|n| n == CHAIN_END || n.ends_with(&format!(".{CHAIN_END}")))
+        });
+    run(db, m, relink).await?;
+    Ok(true)
+}
+
+/// Runs statements of migration `m`, in order.
+async fn run(
+    db: &Client,
+    m: &Migration,
+    statements: impl IntoIterator<Item = String>,
+) -> Result<(), SchemaError> {
+    for stmt in statements {
+        db.query(&stmt).execute().await.map_err(m.failed())?;
+    }
+    Ok(())
 }
 
 /// The current schema version recorded in `db` (0 when none).
@@ -597,6 +743,42 @@ mod tests {
     }
 
     #[test]
+    fn the_source_of_a_query_is_the_name_after_its_first_from() {
+        let q = "SELECT site, DATE_FROM x AS y\nFROM dimension_input\nARRAY JOIN a FROM b";
+        let (at, source) = source_of(q).unwrap();
+        assert_eq!(source, "dimension_input");
+        assert_eq!(&q[at..at + source.len()], "dimension_input");
+        assert_eq!(source_of("SELECT 1 FROM events"), Some((14, "events")));
+        assert_eq!(source_of("SELECT 1"), None);
+    }
+
+    #[test]
+    fn a_chain_of_views_reads_its_middle_link_as_the_server_triggers_it() {
+        let v = |major, minor| ServerVersion { major, minor };
+        let last = |version| {
+            let sql = render(MIGRATIONS[4].sql, version);
+            statements(&sql)
+                .into_iter()
+                .find(|s| s.contains("dimension_stats_mv TO"))
+                .expect("dimension_stats_mv")
+        };
+        assert!(last(v(18, 16)).contains("FROM dimension_input_mv\n"));
+        assert!(last(v(19, 13)).contains("FROM dimension_input_mv\n"));
+        assert!(last(v(19, 14)).contains("FROM dimension_input\n"));
+        assert!(last(v(26, 9)).contains("FROM dimension_input\n"));
+        // The view it reads exists before it is created (18.16 checks).
+        let sql = render(MIGRATIONS[4].sql, v(18, 16));
+        let order: Vec<String> = statements(&sql);
+        let feeder = order
+            .iter()
+            .position(|s| s.contains("dimension_input_mv TO"));
+        let reader = order
+            .iter()
+            .position(|s| s.contains("dimension_stats_mv TO"));
+        assert!(feeder < reader, "{order:?}");
+    }
+
+    #[test]
     fn views_run_as_their_definer_where_the_server_knows_the_clause() {
         let mv = "CREATE MATERIALIZED VIEW IF NOT EXISTS v TO t {{MV_SECURITY}} AS SELECT 1";
         let v = |major, minor| ServerVersion { major, minor };
@@ -622,9 +804,10 @@ mod tests {
             let cluster = layout.statements(&render(m.sql, v), "ff");
             let tables = single
                 .iter()
-                .filter(|s| s.starts_with("CREATE TABLE"))
+                .filter(|s| s.starts_with("CREATE TABLE") && !s.contains("ENGINE = Null"))
                 .count();
-            // Each table becomes a shard-local table and a Distributed table over it.
+            // Each table becomes a shard-local table and a Distributed table over it (a Null
+            // table only the local one).
             assert_eq!(cluster.len(), single.len() + tables, "{}", m.name);
             all.extend(cluster);
         }
@@ -646,9 +829,32 @@ mod tests {
         for s in all.iter().filter(|s| s.contains("MATERIALIZED VIEW")) {
             assert!(s.contains(" ON CLUSTER c1 TO ff."), "{s}");
             assert!(s.contains("_local"), "{s}");
-            assert!(s.contains("FROM ff.events_local"), "{s}");
+            assert!(
+                s.contains("FROM ff.events_local") || s.contains("FROM ff.dimension_input_mv"),
+                "{s}"
+            );
             assert!(!s.contains("FROM events"), "{s}");
         }
+        // The narrow feed of dimension_stats: a Null table on each shard, and the view it
+        // replaced dropped on each shard.
+        assert!(all.iter().any(|s| s
+            .starts_with("CREATE TABLE IF NOT EXISTS ff.dimension_input_local ON CLUSTER c1")
+            && s.ends_with("ENGINE = Null")));
+        assert!(!all
+            .iter()
+            .any(|s| s.starts_with("CREATE TABLE IF NOT EXISTS ff.dimension_input ")));
+        // 18.16 chains views through the view in the middle, so the last one reads it by name.
+        assert!(all.iter().any(|s| s.starts_with(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS ff.dimension_stats_mv ON CLUSTER c1 \
+             TO ff.dimension_stats_local"
+        ) && s.contains("FROM ff.dimension_input_mv\nARRAY JOIN")));
+        assert!(all.iter().any(|s| s.starts_with(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS ff.dimension_input_mv ON CLUSTER c1 \
+             TO ff.dimension_input_local"
+        ) && s.ends_with("FROM ff.events_local")));
+        assert!(all
+            .iter()
+            .any(|s| s == "DROP TABLE IF EXISTS ff.dimension_stats_mv ON CLUSTER c1"));
         for s in &all {
             assert!(
                 s.contains("ON CLUSTER c1"),

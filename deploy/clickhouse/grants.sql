@@ -87,11 +87,13 @@ GRANT SELECT ON footfall.session_breakdown_local TO footfall_analyst_role;
 --                             WHERE <time> < cutoff for the boundary month, on events and
 --                             audit_log; both are checked as the ALTER DELETE privilege (there is
 --                             no separate DROP PARTITION privilege); SELECT on system.parts
+--                             DROP VIEW: a migration may replace a materialised view (005)
 -- system.databases, system.tables and system.columns need no grant.
 -- It gets no DROP TABLE, DROP DATABASE, TRUNCATE or OPTIMIZE: run such maintenance as a DBA.
 GRANT CREATE DATABASE ON footfall.* TO footfall_admin_role;
 GRANT CREATE TABLE ON footfall.* TO footfall_admin_role;
 GRANT CREATE VIEW ON footfall.* TO footfall_admin_role;
+GRANT DROP VIEW ON footfall.* TO footfall_admin_role;
 GRANT SELECT, INSERT ON footfall.* TO footfall_admin_role;
 GRANT ALTER TABLE ON footfall.* TO footfall_admin_role;
 GRANT SELECT ON system.mutations TO footfall_admin_role;

@@ -57,7 +57,7 @@ EXPECTED_GRANTS = {
         "daily_stats", "daily_summary", "dimension_stats", "events", "navigation", "outbound_links",
         "page_stats", "session_breakdown", "sessions")],
     "admin": [
-        "GRANT SELECT, INSERT, ALTER TABLE, CREATE DATABASE, CREATE TABLE, CREATE VIEW ON footfall.* TO default",
+        "GRANT SELECT, INSERT, ALTER TABLE, CREATE DATABASE, CREATE TABLE, CREATE VIEW, DROP VIEW ON footfall.* TO default",
         "GRANT SELECT ON system.mutations TO default",
         "GRANT SELECT ON system.parts TO default",
         "GRANT CLUSTER ON *.* TO default",
@@ -131,7 +131,10 @@ def rendered_schema(lc="LowCardinality(String)"):
             with open(os.path.join(SCHEMA_DIR, name)) as f:
                 # 18.x (String for LowCardinality) has no SQL SECURITY; 26.x gets what footfall renders.
                 security = "" if lc == "String" else "SQL SECURITY DEFINER"
-                out += statements(f.read().replace("{{LC}}", lc).replace("{{MV_SECURITY}}", security))
+                # 18.x chains views through the view in the middle, 26.x through its table.
+                middle = "dimension_input_mv" if lc == "String" else "dimension_input"
+                out += statements(f.read().replace("{{LC}}", lc).replace("{{MV_SECURITY}}", security)
+                                  .replace("{{DIMENSION_INPUT}}", middle))
     return out
 
 
@@ -140,7 +143,8 @@ def in_footfall(st):
     st = re.sub(r"^CREATE TABLE IF NOT EXISTS (\w+)", r"CREATE TABLE IF NOT EXISTS footfall.\1", st, count=1)
     st = re.sub(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+)",
                 r"CREATE MATERIALIZED VIEW IF NOT EXISTS footfall.\1 TO footfall.\2", st, count=1)
-    return re.sub(r"\bFROM events\b", "FROM footfall.events", st)
+    st = re.sub(r"^DROP TABLE IF EXISTS (\w+)", r"DROP TABLE IF EXISTS footfall.\1", st, count=1)
+    return re.sub(r"\bFROM (events|dimension_input|dimension_input_mv)\b", r"FROM footfall.\1", st)
 
 
 # ---------------------------------------------------------------- one phase, in its own process
@@ -285,6 +289,7 @@ def phase(name, data_dir, conf_dir):
         denied("admin: ALTER TABLE audit_log MODIFY TTL", "ALTER TABLE footfall.audit_log MODIFY TTL at + INTERVAL 1 DAY")
         denied("admin: DROP TABLE audit_log", "DROP TABLE footfall.audit_log")
         denied("admin: DROP TABLE events", "DROP TABLE footfall.events")
+        denied("admin: DROP TABLE dimension_stats (a rollup; DROP VIEW drops views only)", "DROP TABLE footfall.dimension_stats")
         denied("admin: DROP DATABASE footfall", "DROP DATABASE footfall")
         denied("admin: reads another database", "SELECT count() FROM other.canary")
         denied("admin: CREATE TABLE in another database", "CREATE TABLE other.x (a UInt8) ENGINE = Memory")

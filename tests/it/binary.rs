@@ -143,23 +143,26 @@ fn a_killed_collector_leaves_no_orphan_clickhouse() {
     }
 }
 
+/// `footfall migrate` on the test server's database `db`: what it printed, after it succeeded.
+fn migrate(db: &str) -> String {
+    let out = Command::new(BIN)
+        .arg("migrate")
+        .env("FOOTFALL_CLICKHOUSE_URL", clickhouse_url())
+        .env("FOOTFALL_CLICKHOUSE_DATABASE", db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn migrate_is_idempotent_and_says_what_it_did() {
     let db = db_name("migrate");
-    let run = || {
-        let out = Command::new(BIN)
-            .arg("migrate")
-            .env("FOOTFALL_CLICKHOUSE_URL", clickhouse_url())
-            .env("FOOTFALL_CLICKHOUSE_DATABASE", &db)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = || migrate(&db);
     let first = run();
     assert!(
         first.contains(&format!("created database `{db}`")),
@@ -178,11 +181,157 @@ fn migrate_is_idempotent_and_says_what_it_did() {
             .await
             .unwrap()
     });
-    assert_eq!(
-        versions,
-        vec![1, 2, 3, 4],
-        "each migration is recorded once"
+    let all: Vec<u32> = footfall::schema::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(versions, all, "each migration is recorded once");
+}
+
+#[test]
+fn an_upgrade_to_the_narrow_dimension_feed_counts_every_event_once() {
+    use footfall::schema;
+    let db = db_name("upgrade_005");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = server_client().with_database(&db);
+    // Events of one browser, inserted as footfall's writer does: one INSERT into `events`.
+    let insert = |browser: &'static str, n: u32| {
+        let c = c.clone();
+        async move {
+            c.query(
+                "INSERT INTO events (event_id, site, kind, received_at, browser) \
+                 SELECT generateUUIDv4(), 'shop', 'pageview', now(), ? FROM system.numbers LIMIT ?",
+            )
+            .bind(browser)
+            .bind(n)
+            .execute()
+            .await
+            .unwrap()
+        }
+    };
+    // A database as footfall left it at version 4, with events counted by 003's view.
+    rt.block_on(async {
+        let server = server_client();
+        let version = schema::server_version(&server).await.unwrap();
+        server
+            .query(&format!("CREATE DATABASE {db}"))
+            .execute()
+            .await
+            .unwrap();
+        c.query(schema::SCHEMA_MIGRATIONS_DDL)
+            .execute()
+            .await
+            .unwrap();
+        for m in schema::MIGRATIONS.iter().filter(|m| m.version <= 4) {
+            for stmt in schema::statements(&schema::render(m.sql, version)) {
+                c.query(&stmt).execute().await.unwrap();
+            }
+            c.query("INSERT INTO schema_migrations (version, name, applied_at) SELECT ?, ?, now()")
+                .bind(m.version)
+                .bind(m.name)
+                .execute()
+                .await
+                .unwrap();
+        }
+        insert("Firefox", 3).await;
+    });
+    let said = migrate(&db);
+    assert!(said.contains("already applied: 004_salts"), "{said}");
+    assert!(said.contains("applied: 005_dimension_input"), "{said}");
+    rt.block_on(async {
+        insert("Chrome", 2).await;
+        let browsers: Vec<(String, u64, u64)> = c
+            .query(
+                "SELECT value, sumMerge(events), sumMerge(pageviews) FROM dimension_stats \
+                 WHERE dimension = 'browser' GROUP BY value ORDER BY value",
+            )
+            .fetch_all()
+            .await
+            .unwrap();
+        assert_eq!(
+            browsers,
+            vec![("Chrome".into(), 2, 2), ("Firefox".into(), 3, 3)],
+            "once each: neither lost nor counted by both views"
+        );
+        let tables: Vec<String> = c
+            .query(
+                "SELECT name FROM system.tables WHERE database = currentDatabase() \
+                 AND name LIKE 'dimension%' ORDER BY name",
+            )
+            .fetch_all()
+            .await
+            .unwrap();
+        assert_eq!(
+            tables,
+            [
+                "dimension_input",
+                "dimension_input_mv",
+                "dimension_stats",
+                "dimension_stats_mv"
+            ]
+        );
+        let rows: u64 = c
+            .query("SELECT count() FROM dimension_input")
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "the Null table keeps nothing");
+    });
+}
+
+#[test]
+fn migrate_relinks_a_view_chain_left_as_another_server_version_needs_it() {
+    use footfall::schema;
+    let db = db_name("relink");
+    let first = migrate(&db);
+    assert!(!first.contains("re-created"), "{first}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = server_client().with_database(&db);
+    let breakdown = || {
+        let c = c.clone();
+        async move {
+            c.query(
+                "INSERT INTO events (event_id, site, kind, received_at, browser) \
+                 SELECT generateUUIDv4(), 'shop', 'pageview', now(), 'Firefox' FROM system.numbers LIMIT 2",
+            )
+            .execute()
+            .await
+            .unwrap();
+            c.query("SELECT sumMerge(events) FROM dimension_stats WHERE dimension = 'browser'")
+                .fetch_one::<u64>()
+                .await
+                .unwrap()
+        }
+    };
+    rt.block_on(async {
+        assert_eq!(breakdown().await, 2);
+        // The chain as a server of 19.14 or later reads it (from the Null table), which this
+        // 18.16 server never triggers: as if the data had come from a newer server.
+        let newer = schema::render(
+            schema::MIGRATIONS[4].sql,
+            schema::ServerVersion {
+                major: 19,
+                minor: 14,
+            },
+        );
+        for stmt in schema::statements(&newer)
+            .into_iter()
+            .filter(|s| s.contains("dimension_stats_mv") && !s.starts_with("CREATE TABLE"))
+        {
+            c.query(&stmt).execute().await.unwrap();
+        }
+        assert_eq!(breakdown().await, 2, "the unlinked view counts nothing");
+    });
+    let second = migrate(&db);
+    assert!(
+        second.contains("re-created: dimension_stats_mv"),
+        "{second}"
     );
+    rt.block_on(async {
+        assert_eq!(breakdown().await, 4, "counted again once relinked");
+    });
+    let third = migrate(&db);
+    assert!(!third.contains("re-created"), "{third}");
 }
 
 #[test]
