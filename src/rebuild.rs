@@ -46,8 +46,8 @@ pub fn views() -> Vec<View> {
                 }
                 continue;
             }
-            if let Some(dropped) = stmt.strip_prefix("DROP TABLE IF EXISTS ") {
-                created.retain(|(name, _, _)| name != dropped.trim());
+            if let Some(dropped) = schema::dropped(&stmt) {
+                created.retain(|(name, _, _)| name != dropped);
                 continue;
             }
             let Some(rest) = stmt.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS ") else {

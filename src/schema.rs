@@ -97,6 +97,16 @@ impl ServerVersion {
         (self.major, self.minor) < (19, 14)
     }
 
+    /// What `dimension_stats_mv` reads on this version (migration 005): the Null table
+    /// `dimension_input`, or where view chains follow views, the view that fills it.
+    pub fn dimension_input(self) -> &'static str {
+        if self.chains_through_views() {
+            "dimension_input_mv"
+        } else {
+            "dimension_input"
+        }
+    }
+
     /// Typed row validation needs `RowBinaryWithNamesAndTypes`, which old servers lack.
     pub fn supports_validation(self) -> bool {
         self.major >= 24
@@ -125,19 +135,27 @@ pub fn render(sql: &str, version: ServerVersion) -> String {
     } else {
         ""
     };
-    let dimension_input = if version.chains_through_views() {
-        "dimension_input_mv"
-    } else {
-        "dimension_input"
-    };
     sql.replace("{{LC}}", lc)
         .replace("{{MV_SECURITY}}", security)
-        .replace(DIMENSION_INPUT, dimension_input)
+        .replace(DIMENSION_INPUT, version.dimension_input())
 }
 
-/// What `dimension_stats_mv` reads (migration 005): the Null table `dimension_input`, or on
-/// servers whose view chains follow views, the view that fills it.
+/// The placeholder for what `dimension_stats_mv` reads (`ServerVersion::dimension_input`).
 pub const DIMENSION_INPUT: &str = "{{DIMENSION_INPUT}}";
+
+/// The view a `CREATE MATERIALIZED VIEW IF NOT EXISTS` statement creates.
+pub(crate) fn created_view(stmt: &str) -> Option<&str> {
+    stmt.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS ")?
+        .split_whitespace()
+        .next()
+}
+
+/// The table or view a `DROP TABLE IF EXISTS` statement drops.
+pub(crate) fn dropped(stmt: &str) -> Option<&str> {
+    stmt.strip_prefix("DROP TABLE IF EXISTS ")?
+        .split_whitespace()
+        .next()
+}
 
 /// The statements of a rendered migration: split on `;` at line ends, comments dropped.
 pub fn statements(sql: &str) -> Vec<String> {
@@ -230,11 +248,7 @@ impl Layout {
         };
         // A view that reads another view reads it by its own name; one that reads a table reads
         // the shard's `_local` table.
-        let views: Vec<&str> = plain
-            .iter()
-            .filter_map(|s| s.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS "))
-            .filter_map(|rest| rest.split_whitespace().next())
-            .collect();
+        let views: Vec<&str> = plain.iter().filter_map(|s| created_view(s)).collect();
         let mut out = Vec::new();
         for stmt in &plain {
             if let Some(rest) = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ") {
@@ -294,10 +308,9 @@ impl Layout {
                     "CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{view} ON CLUSTER {name} \
                      TO {database}.{target}_local {select}"
                 ));
-            } else if let Some(view) = stmt.strip_prefix("DROP TABLE IF EXISTS ") {
+            } else if let Some(view) = dropped(stmt) {
                 out.push(format!(
-                    "DROP TABLE IF EXISTS {database}.{} ON CLUSTER {name}",
-                    view.trim()
+                    "DROP TABLE IF EXISTS {database}.{view} ON CLUSTER {name}"
                 ));
             } else {
                 out.push(stmt.clone());
@@ -572,10 +585,12 @@ async fn relink_chain(
     layout: &Layout,
     version: ServerVersion,
 ) -> Result<bool, SchemaError> {
+    let middle = version.dimension_input();
+    // A view is known by its name on a shard too; the Null table is the shard's `_local` one.
     let source = if version.chains_through_views() {
-        "dimension_input_mv".to_owned()
+        middle.to_owned()
     } else {
-        layout.local("dimension_input")
+        layout.local(middle)
     };
     // Empty before migration 005; 1 when the source triggers the view.
     let linked: Vec<u8> = db
@@ -601,14 +616,9 @@ async fn relink_chain(
         .statements(&render(m.sql, version), database)
         .into_iter()
         .filter(|s| {
-            let name = if s.starts_with("DROP TABLE IF EXISTS ") {
-                s.split_whitespace().nth(4)
-            } else if s.starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS ") {
-                s.split_whitespace().nth(6)
-            } else {
-                None
-            };
-            name.is_some_and(|n| n == CHAIN_END || n.ends_with(&format!(".{CHAIN_END}")))
+            dropped(s)
+                .or_else(|| created_view(s))
+                .is_some_and(|n| n.rsplit('.').next() == Some(CHAIN_END))
         });
     run(db, m, relink).await?;
     Ok(true)
