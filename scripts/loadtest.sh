@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Load test: footfall serve with a real ClickHouse, driven by wrk with a realistic beacon, next to
-# the no-op actix ceiling measured in the same run. Prints events/s answered, p50/p99 latency,
-# footfall's RSS every 10 s, events landed in ClickHouse (counted there, after the spool has
-# drained), and the ratio to the ceiling.
+# the no-op actix ceiling measured in the same run, once before footfall's load and once after it
+# (this VM's speed drifts within minutes; the ratio uses the mean of the two). Prints events/s
+# answered, p50/p99 latency, footfall's RSS every 10 s, events landed in ClickHouse (counted
+# there, after the spool has drained), and the ratio to the ceiling.
 #   scripts/loadtest.sh [seconds=20] [connections=64]
 # Environment: FOOTFALL_BIN (another footfall binary, e.g. an older build to compare with),
 # SKIP_CEILING=1, and any FOOTFALL_* setting (FOOTFALL_SPOOL_FSYNC=never, ...).
@@ -33,17 +34,18 @@ LUA
 # flusher busy for seconds on this kind of disk: let it finish so it is not measured as ours.
 settle() { sync; sleep 2; }
 
-# 1. The ceiling: a no-op actix POST handler.
-ceiling=0
+# 1. The ceiling: a no-op actix POST handler, with the same wrk settings.
 NOOP_PID=
-if [ -z "${SKIP_CEILING:-}" ]; then
+measure_ceiling() {
   settle
-  NOOP_PORT=$(free_port)
-  target/release/examples/noop "127.0.0.1:$NOOP_PORT" & NOOP_PID=$!
+  local port; port=$(free_port)
+  target/release/examples/noop "127.0.0.1:$port" & NOOP_PID=$!
   sleep 1
-  ceiling=$(wrk -t2 -c"$CONNS" -d"$((SECS < 20 ? SECS : 20))s" -s "$work/post.lua" "http://127.0.0.1:$NOOP_PORT/api/event" | awk '/Requests\/sec/ {print $2}')
+  wrk -t2 -c"$CONNS" -d"$((SECS < 20 ? SECS : 20))s" -s "$work/post.lua" "http://127.0.0.1:$port/api/event" | awk '/Requests\/sec/ {print $2}'
   kill "$NOOP_PID"; wait "$NOOP_PID" 2>/dev/null || true
-fi
+}
+ceiling=0
+[ -n "${SKIP_CEILING:-}" ] || ceiling_before=$(measure_ceiling)
 
 # 2. footfall with a managed ClickHouse (or FOOTFALL_CLICKHOUSE_URL if set).
 FF_PORT=$(free_port)
@@ -95,10 +97,16 @@ if [ -z "${FOOTFALL_CLICKHOUSE_URL:-}" ]; then
 fi
 after=$(ch "SELECT count() FROM $db.events")
 landed=$((after - before))
+# 3. The ceiling again, with footfall and its ClickHouse stopped.
+kill -TERM "$FF_PID" 2>/dev/null || true; wait "$FF_PID" 2>/dev/null || true
+if [ -z "${SKIP_CEILING:-}" ]; then
+  ceiling_after=$(measure_ceiling)
+  ceiling=$(echo "($ceiling_before + $ceiling_after) / 2" | bc -l)
+fi
 elapsed=$(echo "$end - $start" | bc -l)
 landed_rate=$(echo "$landed / $elapsed" | bc -l)
 echo "$wrk_out" | sed -n '/Latency Distribution/,/99%/p'
-[ "$ceiling" = 0 ] || printf 'no-op actix ceiling:       %10.0f req/s\n' "$ceiling"
+[ "$ceiling" = 0 ] || printf 'no-op actix ceiling:       %10.0f req/s (mean of %.0f before and %.0f after)\n' "$ceiling" "$ceiling_before" "$ceiling_after"
 printf 'footfall answered:         %10.0f req/s (non-2xx: %s)\n' "$answered" "${non2xx:-0}"
 printf 'landed in ClickHouse:      %10d events in %.1f s = %.0f events/s\n' "$landed" "$elapsed" "$landed_rate"
 [ "$ceiling" = 0 ] || printf 'ratio landed / ceiling:    %10.2f\n' "$(echo "$landed_rate / $ceiling" | bc -l)"

@@ -168,8 +168,10 @@ pub struct SpoolConfig {
     /// fdatasync per request) or `never` (survives a crash of footfall, not of the machine).
     /// `FOOTFALL_SPOOL_FSYNC`.
     pub fsync: FsyncPolicy,
-    /// Longest time the committer waits for more events to share an fsync when none are queued,
-    /// in microseconds. `FOOTFALL_SPOOL_GROUP_COMMIT_WAIT_US`.
+    /// How long, in microseconds, the committer gathers events to share one fsync before writing
+    /// them (0: only those already queued). Under load 300 µs about halves the fsyncs and lowers
+    /// footfall's CPU per event and its p99; alone, an event waits that much longer for its 202.
+    /// `FOOTFALL_SPOOL_GROUP_COMMIT_WAIT_US`.
     pub group_commit_wait_us: u64,
     /// Events waiting for the disk; beyond it the handler answers 503 at once.
     /// `FOOTFALL_QUEUE_CAPACITY`.
@@ -371,7 +373,7 @@ impl Default for SpoolConfig {
             max_bytes: 1 << 30,
             segment_bytes: 16 << 20,
             fsync: FsyncPolicy::Group,
-            group_commit_wait_us: 0,
+            group_commit_wait_us: 300,
             queue_capacity: 65_536,
         }
     }

@@ -1203,6 +1203,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_append_arriving_within_the_wait_shares_the_fsync_of_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        // Long enough that the second append always arrives inside the window on a slow machine.
+        o.group_commit_wait = Duration::from_millis(500);
+        let (a, mut r, m) = open_at(o);
+        let a = Arc::new(a);
+        let first = tokio::spawn({
+            let a = a.clone();
+            async move { a.append(payload(0)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        a.append(payload(1)).await.unwrap();
+        first.await.unwrap().unwrap();
+        assert_eq!(
+            m.spool_fsyncs.get(),
+            1,
+            "two appends 50 ms apart, one fsync"
+        );
+        assert_eq!(drain(&mut r).await.0, vec![payload(0), payload(1)]);
+        a.close();
+    }
+
+    #[tokio::test]
     async fn closing_answers_every_request_and_tells_the_reader() {
         let dir = tempfile::tempdir().unwrap();
         let (a, mut r, _m) = open_at(opts(dir.path()));

@@ -7,6 +7,10 @@
 //! file and is counted, never retried; everything else is retried with backoff until it succeeds
 //! or shutdown gives up, in which case the records simply stay in the spool.
 //!
+//! The batch limits are the crate's `Inserter`'s (rows, bytes, a period), but not its mechanism:
+//! the `Inserter` forgets rows once streamed, and acknowledging the spool needs INSERT boundaries
+//! that match records, with the rows kept for the lookup, per-shard routing and dead letters.
+//!
 //! Exactly once: rows that may already be in ClickHouse (replayed after a restart, or re-sent after
 //! an INSERT whose answer was lost) are looked up before they are sent again. INSERTs go out one at
 //! a time in spool order and each lands whole or as a prefix of whole blocks, so what already
