@@ -7,7 +7,8 @@
 #   scripts/loadtest.sh [seconds=60] [connections=64]
 # A minute lets ClickHouse's background merges of what the run inserted happen inside the measured
 # window; in a 20-second run most of them came after it (ClickHouse's CPU per event read
-# 15-35 % lower than over a minute, more with longer batches).
+# 15-35 % lower than over a minute, more with longer batches). On ext4 without a journal, a run
+# started minutes after the last one deleted its ClickHouse data pays for slower inode allocation.
 # Environment: FOOTFALL_BIN (another footfall binary, e.g. an older build to compare with),
 # SKIP_CEILING=1, and any FOOTFALL_* setting (FOOTFALL_SPOOL_FSYNC=never, ...).
 set -euo pipefail
