@@ -30,42 +30,51 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 head -n 1 tests/fixtures/beacons.jsonl | sed 's/"site":"shop"/"site":"demo"/' > "$work/beacon.json"
-request_lua='wrk.method = "POST"
+# Traffic shaped like real visits, for footfall and for the no-op ceiling alike: each connection
+# walks sessions of ten page views (/p/1 ... /p/10, each naming the one before), a new session id
+# every ten requests. One fixed request would make a whole run one session, and each ClickHouse
+# insert fold hundreds of thousands of events into that session's aggregate states (merged again
+# on every merge), a cost no real traffic has. Each page view's request is built once; only the
+# session id changes, so wrk sends these as fast as one fixed request.
+cat > "$work/visits.lua" <<'LUA'
+wrk.method = "POST"
 wrk.headers["Content-Type"] = "text/plain;charset=UTF-8"
 wrk.headers["Origin"] = "http://localhost:8080"
-wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"'
-# The ceiling is measured with one fixed request, the cheapest for wrk to send.
-cat > "$work/post.lua" <<LUA
-$request_lua
-local f = assert(io.open("$work/beacon.json"))
-wrk.body = f:read("*a")
-LUA
-# footfall gets traffic shaped like real visits: sessions of ten page views (/p/1 ... /p/10, each
-# naming the one before), a new session id every ten requests. One session id for every request
-# would make each ClickHouse insert fold hundreds of thousands of events into one session's
-# aggregate states (merged again on every merge), a cost no real traffic has. Building each
-# request costs wrk more CPU than the fixed one, so the ceiling above is the higher of the two.
-cat > "$work/visits.lua" <<LUA
-local f = assert(io.open("$work/beacon.json"))
-local template = f:read("*a"):gsub("%%", "%%%%")
-f:close()
-$request_lua
-local origin = template:match('"url":"(https?://[^/"]+)')
-local body = template:gsub('"url":"[^"]*"', '"url":"%%s"', 1):gsub('"sid":"[^"]*"', '"sid":"%%s"', 1)
-                     :gsub('"seq":%d+', '"seq":%%d', 1):gsub('"prev":"[^"]*"', '"prev":"%%s"', 1)
+wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
 local per_session = 10
 local threads = 0
 function setup(thread)
   threads = threads + 1
-  thread:set("tag", string.format("lt%d%d", os.time(), threads))
+  thread:set("tag", string.format("lt%d%02d", os.time(), threads))
+end
+-- Every session id has the same length, so the Content-Length built here stays right.
+local head, tail = {}, {}
+function init(args)
+  local f = assert(io.open(args[1]))
+  local template = f:read("*a")
+  f:close()
+  local hole = string.rep("#", #tag + 20)
+  local origin = template:match('"url":"(https?://[^/"]+)')
+  local function field(body, name, pattern, value)
+    return (body:gsub('"' .. name .. '":' .. pattern, function() return '"' .. name .. '":' .. value end, 1))
+  end
+  for seq = 1, per_session do
+    local prev = seq > 1 and (origin .. "/p/" .. (seq - 1)) or ""
+    local body = field(template, "url", '"[^"]*"', '"' .. origin .. "/p/" .. seq .. '"')
+    body = field(body, "sid", '"[^"]*"', '"' .. hole .. '"')
+    body = field(body, "seq", "%d+", tostring(seq))
+    body = field(body, "prev", '"[^"]*"', '"' .. prev .. '"')
+    local req = wrk.format(nil, nil, nil, body)
+    local at = req:find(hole, 1, true)
+    head[seq], tail[seq] = req:sub(1, at - 1), req:sub(at + #hole)
+  end
 end
 local n = 0
 function request()
+  local seq = n % per_session + 1
+  local sid = string.format("%s%020d", tag, math.floor(n / per_session))
   n = n + 1
-  local seq = (n - 1) % per_session + 1
-  local sid = string.format("%s%020d", tag, math.floor((n - 1) / per_session))
-  local prev = seq > 1 and (origin .. "/p/" .. (seq - 1)) or ""
-  return wrk.format(nil, nil, nil, string.format(body, origin .. "/p/" .. seq, sid, seq, prev))
+  return head[seq] .. sid .. tail[seq]
 end
 LUA
 
@@ -80,7 +89,7 @@ measure_ceiling() {
   target/release/examples/noop "127.0.0.1:$port" &
   local pid=$!; echo "$pid" > "$work/noop.pid"
   sleep 1
-  wrk -t2 -c"$CONNS" -d"$((SECS < 20 ? SECS : 20))s" -s "$work/post.lua" "http://127.0.0.1:$port/api/event" | awk '/Requests\/sec/ {print $2}'
+  wrk -t2 -c"$CONNS" -d"$((SECS < 20 ? SECS : 20))s" -s "$work/visits.lua" "http://127.0.0.1:$port/api/event" -- "$work/beacon.json" | awk '/Requests\/sec/ {print $2}'
   kill "$pid"; wait "$pid" 2>/dev/null || true; rm -f "$work/noop.pid"
 }
 ceiling=0
@@ -108,7 +117,7 @@ CH_PID=$(for p in $(pgrep -P "$FF_PID"); do pgrep -P "$p" '^clickhouse'; done | 
 ( t=0; while kill -0 "$FF_PID" 2>/dev/null; do
     echo "$t $(ps -o rss= -p "$FF_PID" | tr -d ' ')" >> "$work/rss"; sleep 10; t=$((t + 10)); done ) &
 RSS_PID=$!
-wrk_out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/visits.lua" "http://127.0.0.1:$FF_PORT/api/event")
+wrk_out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/visits.lua" "http://127.0.0.1:$FF_PORT/api/event" -- "$work/beacon.json")
 rss_kb=$(ps -o rss= -p "$FF_PID")
 cpu=$(ps -o %cpu= -p "$FF_PID")
 answered=$(echo "$wrk_out" | awk '/Requests\/sec/ {print $2}')
