@@ -30,7 +30,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 head -n 1 tests/fixtures/beacons.jsonl | sed 's/"site":"shop"/"site":"demo"/' > "$work/beacon.json"
-# Traffic shaped like real visits, for footfall and for the no-op ceiling alike: each connection
+# Traffic shaped like real visits, for footfall and for the no-op ceiling alike: each wrk thread
 # walks sessions of ten page views (/p/1 ... /p/10, each naming the one before), a new session id
 # every ten requests. One fixed request would make a whole run one session, and each ClickHouse
 # insert fold hundreds of thousands of events into that session's aggregate states (merged again
