@@ -7,12 +7,14 @@
 //! `serde_json` accepts for the same types, which the tests and the `parse` fuzz target check
 //! against `serde_json` itself on every input (`tests/json_differential.rs`, `fuzz/src/lib.rs`).
 //!
-//! Rules (serde_json's): whitespace is space, tab, LF, CR; strings forbid raw control characters and
-//! unpaired surrogate escapes; numbers follow the JSON grammar (no leading zeros, no `+`, no bare
-//! `.`); integers are read exactly and floats correctly rounded. Recursion follows the beacon's own
-//! shape (four levels at most); values under unknown keys, however deeply nested, are checked by
-//! an iterative `skip`, so no input can exhaust the stack (serde_json skips them the same way and
-//! sets no depth limit there either; the body-size limit bounds them).
+//! Rules (serde_json's): whitespace is space, tab, LF, CR; strings forbid raw control characters,
+//! and unpaired surrogate escapes in every string that is kept (values under unknown keys are
+//! checked against the grammar only, where `\ud800` is allowed); numbers follow the JSON grammar
+//! (no leading zeros, no `+`, no bare `.`); integers are read exactly and floats correctly rounded.
+//! Recursion follows the beacon's own shape (four levels at most); values under unknown keys,
+//! however deeply nested, are checked by an iterative `skip`, so no input can exhaust the stack
+//! (serde_json skips them the same way and sets no depth limit there either; the body-size limit
+//! bounds them).
 
 use std::borrow::Cow;
 
@@ -508,7 +510,7 @@ impl<'a> Reader<'a> {
         loop {
             // One value's start: a scalar is read whole, a non-empty container is entered.
             match self.peek() {
-                Some(b'"') => drop(self.string()?),
+                Some(b'"') => self.skip_string()?,
                 Some(c @ (b'{' | b'[')) => {
                     self.at += 1;
                     let close = if c == b'{' { b'}' } else { b']' };
@@ -560,8 +562,42 @@ impl<'a> Reader<'a> {
         if self.peek() != Some(b'"') {
             return Err(self.unexpected("a string key"));
         }
-        self.string()?;
+        self.skip_string()?;
         self.eat(b':', "`:`")
+    }
+
+    /// A string inside `skip`, checked against the grammar only and never decoded. A `\u`
+    /// escape needs four hex digits but may be an unpaired surrogate: RFC 8259's grammar allows
+    /// it, and serde_json skips unknown values the same way (an unpaired surrogate is only an
+    /// error in a string that is kept, where it could not become UTF-8).
+    fn skip_string(&mut self) -> Result<()> {
+        self.eat(b'"', "a string")?;
+        loop {
+            let stop = self.scan(self.at);
+            self.at = stop;
+            match self.bytes().get(stop) {
+                Some(b'"') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.at += 1;
+                    match self.bytes().get(self.at) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.at += 1
+                        }
+                        Some(b'u') => {
+                            self.at += 1;
+                            self.hex4()?;
+                        }
+                        Some(_) => return Err(self.error("invalid escape")),
+                        None => return Err(self.error("unterminated string")),
+                    }
+                }
+                Some(_) => return Err(self.error("control character in a string")),
+                None => return Err(self.error("unterminated string")),
+            }
+        }
     }
 }
 
@@ -681,7 +717,15 @@ mod tests {
             r.skip().and_then(|()| r.end())
         };
         assert!(skip(r#" {"a":[1,-2.5e3,true,false,null,"x",{}], "b" : [] } "#).is_ok());
+        // Skipped strings are grammar-checked, not decoded: an unpaired surrogate passes there
+        // (as in serde_json), though `string` refuses it in any value that is kept.
+        assert!(skip(r#"{"\ud83d k":["\udc00 \" \\ \/ \b\f\n\r\t"]}"#).is_ok());
         for bad in [
+            r#"["\x"]"#,
+            r#"["\u12G4"]"#,
+            r#"{"\u12":1}"#,
+            "[\"raw\ttab\"]",
+            "[\"unterminated\\",
             "[1,]",
             "{\"a\":1,}",
             "[1 2]",
