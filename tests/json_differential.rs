@@ -194,6 +194,10 @@ fn edge_cases_of_the_json_grammar_are_read_the_same() {
         r#"{"v":1,"site":"s","url":"https://a.b/","device":{"zz":"\ud83d"}}"#,
         r#"{"v":1,"site":"s","url":"https://a.b/","kind":"custom","name":"n","props":{"\ud83d":1}}"#,
         r#"{"v":1,"site":"s","url":"https://a.b/","x":"\ud83"}"#,
+        // A struct as an array (serde reads it, the reader refuses it), beside a string only the
+        // grammar-checking skip accepts.
+        r#"{"v":1,"site":"s","url":"https://a.b/","device":{"canvas":["h"]}}"#,
+        r#"{"v":1,"site":"s","url":"https://a.b/","device":{"canvas":["h"]},"x":"\ud83d"}"#,
         "{\"v\":1,\"site\":\"s\",\"url\":\"https://a.b/\",\"title\":\"tab\there\"}",
         "{\"v\":1,\"site\":\"s\",\"url\":\"https://a.b/\",\"title\":\"del\u{7f} ок\"}",
         // Structure: nulls, trailing commas and characters, missing and empty things.
