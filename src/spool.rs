@@ -20,7 +20,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self as std_mpsc, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{self as std_mpsc, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -427,32 +427,29 @@ impl Committer {
         tracing::debug!("spool committer stopped");
     }
 
-    /// Takes every queued request, waiting up to `wait` for more when the queue runs dry.
-    /// Returns true when the spool is being closed.
+    /// Takes every queued request, then sleeps out the rest of `wait` and takes what came
+    /// meanwhile. Returns true when the spool is being closed.
+    ///
+    /// Why sleep rather than block on the channel: a receiver blocked in `recv_timeout` is woken
+    /// by every send, so each request of the window cost its handler a futex wake and this
+    /// thread a context switch (under load ~7 per fsync, 4 000 a second). A send to a receiver
+    /// that is not blocked is only a push onto the queue.
     fn gather(&self, rx: &std_mpsc::Receiver<Msg>, group: &mut Vec<(Vec<u8>, Waiter)>) -> bool {
         let deadline = Instant::now() + self.wait;
-        while group.len() < MAX_GROUP {
-            let msg = match rx.try_recv() {
-                Ok(msg) => msg,
-                Err(TryRecvError::Disconnected) => return true,
-                Err(TryRecvError::Empty) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    match rx.recv_timeout(left) {
-                        Ok(msg) => msg,
-                        Err(RecvTimeoutError::Timeout) => return false,
-                        Err(RecvTimeoutError::Disconnected) => return true,
-                    }
+        loop {
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(Msg::Append { payload, done }) => group.push((payload, done)),
+                    Ok(Msg::Close) | Err(TryRecvError::Disconnected) => return true,
+                    Err(TryRecvError::Empty) => break,
                 }
-            };
-            match msg {
-                Msg::Append { payload, done } => group.push((payload, done)),
-                Msg::Close => return true,
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if group.len() >= MAX_GROUP || left.is_zero() {
+                return false;
+            }
+            std::thread::sleep(left);
         }
-        false
     }
 
     fn commit(&mut self, group: &mut Vec<(Vec<u8>, Waiter)>) {
