@@ -157,7 +157,7 @@ echo "$wrk_out" | sed -n '/Latency Distribution/,/99%/p'
 [ "$ceiling" = 0 ] || printf 'no-op actix ceiling:       %10.0f req/s (mean of %.0f before and %.0f after)\n' "$ceiling" "$ceiling_before" "$ceiling_after"
 printf 'footfall answered:         %10.0f req/s (non-2xx: %s)\n' "$answered" "${non2xx:-0}"
 printf 'landed in ClickHouse:      %10d events in %.1f s = %.0f events/s\n' "$landed" "$elapsed" "$landed_rate"
-[ "$ceiling" = 0 ] || printf 'ratio landed / ceiling:    %10.2f\n' "$(echo "$landed_rate / $ceiling" | bc -l)"
+[ "$ceiling" = 0 ] || printf 'ratio landed / ceiling:    %10.3f\n' "$(echo "$landed_rate / $ceiling" | bc -l)"
 # wrk counts the responses it read; requests in flight when it stops may be accepted without being
 # counted, so landed may exceed completed by at most the number of connections.
 if [ "$landed" -ge "$completed" ] && [ $((landed - completed)) -le "$CONNS" ]; then
