@@ -289,17 +289,10 @@ impl<'a> Reader<'a> {
             return Err(self.error("unterminated string"));
         };
         self.at += 1;
-        let ch = match c {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => self.unicode_escape()?,
-            _ => return Err(self.error("invalid escape")),
+        let ch = match simple_escape(c) {
+            Some(ch) => ch,
+            None if c == b'u' => self.unicode_escape()?,
+            None => return Err(self.error("invalid escape")),
         };
         out.push(ch);
         Ok(())
@@ -582,16 +575,14 @@ impl<'a> Reader<'a> {
                 }
                 Some(b'\\') => {
                     self.at += 1;
-                    match self.bytes().get(self.at) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            self.at += 1
-                        }
-                        Some(b'u') => {
-                            self.at += 1;
-                            self.hex4()?;
-                        }
-                        Some(_) => return Err(self.error("invalid escape")),
-                        None => return Err(self.error("unterminated string")),
+                    let Some(&c) = self.bytes().get(self.at) else {
+                        return Err(self.error("unterminated string"));
+                    };
+                    self.at += 1;
+                    if c == b'u' {
+                        self.hex4()?;
+                    } else if simple_escape(c).is_none() {
+                        return Err(self.error("invalid escape"));
                     }
                 }
                 Some(_) => return Err(self.error("control character in a string")),
@@ -599,6 +590,22 @@ impl<'a> Reader<'a> {
             }
         }
     }
+}
+
+/// The character a one-letter escape (`\n`, `\"`, ...) stands for; `None` for `u` and for
+/// letters JSON has no escape for. Shared by the decoding and the grammar-only string readers.
+fn simple_escape(c: u8) -> Option<char> {
+    Some(match c {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
