@@ -25,9 +25,6 @@ pub struct View {
     pub select: String,
 }
 
-/// The placeholder between a view's target and its query (rendered by `schema::render`).
-const MV_SECURITY: &str = "{{MV_SECURITY}}";
-
 /// Every materialised view of the migrations that fills a table, in creation order, each as one
 /// SELECT over `events`: a view dropped by a later migration is left out, and a view that reads a
 /// Null table (which only passes rows on) reads, in its place, the view that fills that table.
@@ -50,21 +47,10 @@ pub fn views() -> Vec<View> {
                 created.retain(|(name, _, _)| name != dropped);
                 continue;
             }
-            let Some(rest) = stmt.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS ") else {
+            let Some((name, table, select)) = schema::view_parts(&stmt) else {
                 continue;
             };
-            let mut words = rest.splitn(4, char::is_whitespace);
-            let (name, to, table) = (words.next(), words.next(), words.next());
-            let Some(body) = words.next() else { continue };
-            let (Some(name), Some("TO"), Some(table)) = (name, to, table) else {
-                continue;
-            };
-            let body = body.trim_start();
-            let body = body.strip_prefix(MV_SECURITY).unwrap_or(body).trim_start();
-            let Some(select) = body.strip_prefix("AS") else {
-                continue;
-            };
-            created.push((name.to_owned(), table.to_owned(), select.trim().to_owned()));
+            created.push((name.to_owned(), table.to_owned(), select.to_owned()));
         }
     }
     let feeding = |table: &str| {
@@ -99,7 +85,7 @@ pub fn views() -> Vec<View> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     pub site: String,
-    /// Client session ids whose `sessions` rows are recomputed.
+    /// Client session ids whose `session_states` rows are recomputed.
     pub sessions: Vec<String>,
     /// `YYYY-MM-DD` days whose per-day rollups are recomputed.
     pub days: Vec<String>,
@@ -143,7 +129,7 @@ pub async fn rebuild(
         return Ok(rewritten);
     }
     for view in views() {
-        let by_session = view.table == "sessions";
+        let by_session = view.table == crate::schema::SESSIONS;
         if by_session && scope.sessions.is_empty() {
             continue;
         }
@@ -229,17 +215,22 @@ mod tests {
         assert_eq!(
             tables,
             vec![
-                "sessions",
                 "day_changes",
                 "navigation",
                 "outbound_links",
                 "daily_stats",
                 "page_stats",
-                "dimension_stats"
+                "dimension_stats",
+                "session_states"
             ]
         );
         for view in &v {
-            assert!(view.select.starts_with("SELECT"), "{}", view.table);
+            // A view may name an expression first (006's order key): `WITH ... AS k SELECT`.
+            assert!(
+                view.select.starts_with("SELECT") || view.select.starts_with("WITH "),
+                "{}",
+                view.table
+            );
             assert_eq!(
                 view.select.matches("FROM events").count(),
                 1,
@@ -250,7 +241,7 @@ mod tests {
         }
         // dimension_stats' view reads the Null table that another view fills from events: the
         // rebuild runs both as one query, and the view that 005 replaced is gone.
-        let dims = &v[6].select;
+        let dims = &v[5].select;
         assert!(
             dims.contains("FROM (SELECT site, toDate(received_at) AS day"),
             "{dims}"
@@ -263,5 +254,12 @@ mod tests {
             !dims.contains("sumState(toUInt64(kind = 'pageview'))"),
             "{dims}"
         );
+        // 003's sessions view, dropped by 006, is not rebuilt; its successor is, keyed by number.
+        let sessions = &v[6].select;
+        assert!(
+            sessions.contains("argMinIfState(path, order_key, kind = 'pageview')"),
+            "{sessions}"
+        );
+        assert!(!v.iter().any(|v| v.select.contains("(seq, client_ts)")));
     }
 }

@@ -40,6 +40,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "dimension_input",
         sql: include_str!("../schema/005_dimension_input.sql"),
     },
+    Migration {
+        version: 6,
+        name: "session_states",
+        sql: include_str!("../schema/006_session_states.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "drop_sessions",
+        sql: include_str!("../schema/007_drop_sessions.sql"),
+    },
 ];
 
 impl Migration {
@@ -53,6 +63,10 @@ impl Migration {
         }
     }
 }
+
+/// The table of per-session aggregate states, filled by a view from `events`: migration 006's
+/// `session_states`, which replaced 003's `sessions`.
+pub const SESSIONS: &str = "session_states";
 
 /// Where applied migrations are recorded (created by `migrate` before the first migration).
 pub const SCHEMA_MIGRATIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
@@ -135,9 +149,62 @@ pub fn render(sql: &str, version: ServerVersion) -> String {
     } else {
         ""
     };
-    sql.replace("{{LC}}", lc)
-        .replace("{{MV_SECURITY}}", security)
+    fill_select_of(sql)
+        .replace("{{LC}}", lc)
+        .replace(MV_SECURITY, security)
         .replace(DIMENSION_INPUT, version.dimension_input())
+}
+
+/// The placeholder between a view's target and its query (SQL SECURITY, see `render`).
+pub const MV_SECURITY: &str = "{{MV_SECURITY}}";
+
+/// `{{SELECT_OF <view>}}`: the query of a view the same migration creates. A migration that fills
+/// a new view's table from what `events` already holds (006) runs exactly the view's query.
+pub const SELECT_OF: &str = "{{SELECT_OF ";
+
+/// Replaces each `{{SELECT_OF <view>}}` with that view's query; an unknown view's placeholder is
+/// left in place (and the statement fails).
+fn fill_select_of(sql: &str) -> String {
+    let mut out = sql.to_owned();
+    let mut from = 0;
+    while let Some(at) = out[from..].find(SELECT_OF).map(|i| from + i) {
+        let start = at + SELECT_OF.len();
+        let Some(len) = out[start..].find("}}") else {
+            break;
+        };
+        let view = &out[start..start + len];
+        let query = statements(sql).iter().find_map(|s| {
+            view_parts(s)
+                .filter(|(name, _, _)| *name == view)
+                .map(|(_, _, query)| query.to_owned())
+        });
+        match query {
+            Some(query) => {
+                out.replace_range(at..start + len + 2, &query);
+                from = at + query.len();
+            }
+            None => from = start,
+        }
+    }
+    out
+}
+
+/// The view, target table and query of a `CREATE MATERIALIZED VIEW IF NOT EXISTS v TO t AS ...`
+/// statement, rendered or not.
+pub(crate) fn view_parts(stmt: &str) -> Option<(&str, &str, &str)> {
+    let rest = stmt.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS ")?;
+    let mut words = rest.splitn(4, char::is_whitespace);
+    let (name, to, table, body) = (words.next()?, words.next()?, words.next()?, words.next()?);
+    if to != "TO" {
+        return None;
+    }
+    let body = body.trim_start();
+    let body = body
+        .strip_prefix(MV_SECURITY)
+        .or_else(|| body.strip_prefix("SQL SECURITY DEFINER"))
+        .unwrap_or(body)
+        .trim_start();
+    Some((name, table, body.strip_prefix("AS")?.trim()))
 }
 
 /// The placeholder for what `dimension_stats_mv` reads (`ServerVersion::dimension_input`).
@@ -155,6 +222,17 @@ pub(crate) fn dropped(stmt: &str) -> Option<&str> {
     stmt.strip_prefix("DROP TABLE IF EXISTS ")?
         .split_whitespace()
         .next()
+}
+
+/// Whether a migration creates `name` as a table (not a view).
+fn is_table(name: &str) -> bool {
+    MIGRATIONS.iter().any(|m| {
+        statements(m.sql).iter().any(|s| {
+            s.strip_prefix("CREATE TABLE IF NOT EXISTS ")
+                .and_then(|rest| rest.split_whitespace().next())
+                == Some(name)
+        })
+    })
 }
 
 /// The statements of a rendered migration: split on `;` at line ends, comments dropped.
@@ -308,10 +386,16 @@ impl Layout {
                     "CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{view} ON CLUSTER {name} \
                      TO {database}.{target}_local {select}"
                 ));
-            } else if let Some(view) = dropped(stmt) {
+            } else if let Some(dropped) = dropped(stmt) {
                 out.push(format!(
-                    "DROP TABLE IF EXISTS {database}.{view} ON CLUSTER {name}"
+                    "DROP TABLE IF EXISTS {database}.{dropped} ON CLUSTER {name}"
                 ));
+                // A table is the Distributed one over `_local` tables, which hold its rows.
+                if is_table(dropped) {
+                    out.push(format!(
+                        "DROP TABLE IF EXISTS {database}.{dropped}_local ON CLUSTER {name}"
+                    ));
+                }
             } else {
                 out.push(stmt.clone());
             }
@@ -709,6 +793,37 @@ mod tests {
     }
 
     #[test]
+    fn a_migration_fills_a_new_views_table_with_the_views_own_query() {
+        let sql = "CREATE MATERIALIZED VIEW IF NOT EXISTS v_mv TO v {{MV_SECURITY}} AS\n\
+                   SELECT site, count() AS n FROM events GROUP BY site;\n\
+                   INSERT INTO v\n{{SELECT_OF v_mv}};\n\
+                   INSERT INTO w\n{{SELECT_OF nothing}};\n";
+        let new = ServerVersion {
+            major: 26,
+            minor: 9,
+        };
+        let stmts = statements(&render(sql, new));
+        assert_eq!(
+            stmts[0],
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS v_mv TO v SQL SECURITY DEFINER AS\n\
+             SELECT site, count() AS n FROM events GROUP BY site"
+        );
+        assert_eq!(
+            stmts[1],
+            "INSERT INTO v\nSELECT site, count() AS n FROM events GROUP BY site"
+        );
+        assert_eq!(stmts[2], "INSERT INTO w\n{{SELECT_OF nothing}}");
+        // 006 fills session_states with its view's query, key expression included.
+        let m = MIGRATIONS.iter().find(|m| m.version == 6).expect("006");
+        let stmts = statements(&render(m.sql, new));
+        let (_, _, query) = stmts.iter().find_map(|s| view_parts(s)).expect("the view");
+        assert!(
+            query.starts_with("WITH bitOr(") && query.ends_with("GROUP BY site, day, session_id")
+        );
+        assert!(stmts.contains(&format!("INSERT INTO session_states\n{query}")));
+    }
+
+    #[test]
     fn no_column_can_hold_an_ip_address() {
         for m in MIGRATIONS {
             let lower = statements(&render(
@@ -816,9 +931,18 @@ mod tests {
                 .iter()
                 .filter(|s| s.starts_with("CREATE TABLE") && !s.contains("ENGINE = Null"))
                 .count();
+            let dropped_tables = single
+                .iter()
+                .filter(|s| dropped(s).is_some_and(is_table))
+                .count();
             // Each table becomes a shard-local table and a Distributed table over it (a Null
-            // table only the local one).
-            assert_eq!(cluster.len(), single.len() + tables, "{}", m.name);
+            // table only the local one), and is dropped as both.
+            assert_eq!(
+                cluster.len(),
+                single.len() + tables + dropped_tables,
+                "{}",
+                m.name
+            );
             all.extend(cluster);
         }
         let events_local = all
@@ -865,7 +989,21 @@ mod tests {
         assert!(all
             .iter()
             .any(|s| s == "DROP TABLE IF EXISTS ff.dimension_stats_mv ON CLUSTER c1"));
+        // 003's sessions, replaced by 006: its view, and the table on every shard.
+        for gone in ["ff.sessions_mv", "ff.sessions", "ff.sessions_local"] {
+            assert!(
+                all.contains(&format!("DROP TABLE IF EXISTS {gone} ON CLUSTER c1")),
+                "{gone}"
+            );
+        }
+        assert!(!all.iter().any(|s| s.contains("ff.sessions_mv_local")));
         for s in &all {
+            // An INSERT (a migration filling a new table) runs once, through the Distributed
+            // tables; everything else is DDL for every shard.
+            if s.starts_with("INSERT INTO ") {
+                assert!(!s.contains("ON CLUSTER") && !s.contains("_local"), "{s}");
+                continue;
+            }
             assert!(
                 s.contains("ON CLUSTER c1"),
                 "every statement runs on every shard: {s}"

@@ -14,6 +14,7 @@ use crate::config::RetentionConfig;
 use crate::privacy::blocklist::{BlockKey, IdKind};
 use crate::privacy::ids::{IdHasher, Purpose};
 use crate::privacy::{Group, SitePolicy};
+use crate::schema::SESSIONS;
 
 /// Tables that hold data about subjects, each with the setting that bounds its retention.
 pub const SUBJECT_TABLES: &[SubjectTable] = &[SubjectTable {
@@ -260,10 +261,10 @@ pub async fn export(
             rows,
         });
     }
-    if table_exists(db, "sessions").await? {
+    if table_exists(db, SESSIONS).await? {
         let rows = export_sessions(db, s).await?;
         tables.push(TableExport {
-            table: "sessions",
+            table: SESSIONS,
             retention_days: ctx.retention.sessions_days,
             row_count: rows.len(),
             rows,
@@ -311,7 +312,7 @@ pub async fn export(
 }
 
 /// Where a field group's values about a subject are kept: every group in `events`, some also per
-/// session in `sessions`; the daily rollups count a subject among others but keep no row of it.
+/// session in `session_states`; the daily rollups count a subject among others but keep no row of it.
 fn stored_in(g: Group) -> Vec<&'static str> {
     let mut tables: Vec<&'static str> = SUBJECT_TABLES.iter().map(|t| t.table).collect();
     if matches!(
@@ -324,7 +325,7 @@ fn stored_in(g: Group) -> Vec<&'static str> {
             | Group::Fingerprint
             | Group::Automation
     ) {
-        tables.push("sessions");
+        tables.push(SESSIONS);
     }
     tables
 }
@@ -334,7 +335,7 @@ pub async fn export_csv(db: &Client, s: &Subject) -> Result<Vec<u8>, SubjectErro
     fetch_text(db, "events", s, "CSVWithNames").await
 }
 
-/// The subject's sessions as one row each, merged from the `sessions` table.
+/// The subject's sessions as one row each, merged from the `session_states` table.
 async fn export_sessions(db: &Client, s: &Subject) -> Result<Vec<serde_json::Value>, SubjectError> {
     let mut cursor = s
         .bind(db.query(&format!(
@@ -352,7 +353,7 @@ async fn export_sessions(db: &Client, s: &Subject) -> Result<Vec<serde_json::Val
              argMinMerge(asn) AS asn, argMinMerge(as_org) AS as_org, argMinMerge(isp) AS isp, \
              argMinMerge(browser) AS browser, argMinMerge(os) AS os, argMinMerge(device) AS device, \
              maxMerge(automated) AS automated \
-             FROM sessions WHERE site = ? AND session_id IN \
+             FROM {SESSIONS} WHERE site = ? AND session_id IN \
              (SELECT session_id FROM events WHERE {} AND session_id != '') \
              GROUP BY session_id ORDER BY start",
             s.condition()
@@ -502,14 +503,14 @@ pub async fn correct_user_id(
 
 /// The sessions and days holding the subject's events (read before they change).
 async fn affected(db: &Client, s: &Subject) -> Result<crate::rebuild::Scope, SubjectError> {
-    if !table_exists(db, "sessions").await? {
+    if !table_exists(db, SESSIONS).await? {
         return Ok(crate::rebuild::Scope::default());
     }
     Ok(crate::rebuild::scope_of(db, &s.site, &s.condition(), |q| s.bind(q)).await?)
 }
 
 /// Recomputes the derived tables of `scope` and checks that no session still carries the
-/// identifier. Reports `sessions` (the subject's sessions before; still attributed after) and the
+/// identifier. Reports `session_states` (the subject's sessions before; still attributed after) and the
 /// rollup tables rewritten (their rows of the affected days, before and after).
 async fn rebuild_after(
     db: &Client,
@@ -526,18 +527,18 @@ async fn rebuild_after(
     let after = sessions_attributed(db, s, &scope.sessions).await?;
     if after > 0 {
         return Err(SubjectError::NotRemoved {
-            table: "sessions".into(),
+            table: SESSIONS.into(),
             remaining: after,
         });
     }
     Ok(vec![TableCount {
-        table: "sessions".into(),
+        table: SESSIONS.into(),
         before: scope.sessions.len() as u64,
         after,
     }])
 }
 
-/// How many of `sessions` are still attributed to the subject in the `sessions` table.
+/// How many of `sessions` are still attributed to the subject in the `session_states` table.
 async fn sessions_attributed(
     db: &Client,
     s: &Subject,
@@ -556,7 +557,7 @@ async fn sessions_attributed(
     };
     Ok(db
         .query(&format!(
-            "SELECT count() FROM (SELECT session_id FROM sessions WHERE site = ? AND has(?, session_id) \
+            "SELECT count() FROM (SELECT session_id FROM {SESSIONS} WHERE site = ? AND has(?, session_id) \
              GROUP BY session_id HAVING {value})"
         ))
         .bind(s.site.as_str())

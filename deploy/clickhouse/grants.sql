@@ -57,7 +57,7 @@ GRANT SELECT ON footfall.subject_blocks_local TO footfall_ingest_role;
 -- read), never audit_log, subject_blocks or footfall's bookkeeping; no writes of any kind. It is
 -- what footfall's stats API uses when clickhouse.analyst_user is set, and what Grafana should use.
 GRANT SELECT ON footfall.events TO footfall_analyst_role;
-GRANT SELECT ON footfall.sessions TO footfall_analyst_role;
+GRANT SELECT ON footfall.session_states TO footfall_analyst_role;
 GRANT SELECT ON footfall.navigation TO footfall_analyst_role;
 GRANT SELECT ON footfall.outbound_links TO footfall_analyst_role;
 GRANT SELECT ON footfall.daily_stats TO footfall_analyst_role;
@@ -66,7 +66,7 @@ GRANT SELECT ON footfall.dimension_stats TO footfall_analyst_role;
 GRANT SELECT ON footfall.daily_summary TO footfall_analyst_role;
 GRANT SELECT ON footfall.session_breakdown TO footfall_analyst_role;
 GRANT SELECT ON footfall.events_local TO footfall_analyst_role;
-GRANT SELECT ON footfall.sessions_local TO footfall_analyst_role;
+GRANT SELECT ON footfall.session_states_local TO footfall_analyst_role;
 GRANT SELECT ON footfall.navigation_local TO footfall_analyst_role;
 GRANT SELECT ON footfall.outbound_links_local TO footfall_analyst_role;
 GRANT SELECT ON footfall.daily_stats_local TO footfall_analyst_role;
@@ -87,13 +87,16 @@ GRANT SELECT ON footfall.session_breakdown_local TO footfall_analyst_role;
 --                             WHERE <time> < cutoff for the boundary month, on events and
 --                             audit_log; both are checked as the ALTER DELETE privilege (there is
 --                             no separate DROP PARTITION privilege); SELECT on system.parts
---                             DROP VIEW: a migration may replace a materialised view (005)
+--                             DROP VIEW: a migration may replace a materialised view (005, 006)
+--                             DROP TABLE on `sessions` only: 006 replaced it, 007 drops it
 -- system.databases, system.tables and system.columns need no grant.
--- It gets no DROP TABLE, DROP DATABASE, TRUNCATE or OPTIMIZE: run such maintenance as a DBA.
+-- It gets no other DROP TABLE, no DROP DATABASE, TRUNCATE or OPTIMIZE: run such maintenance as a DBA.
 GRANT CREATE DATABASE ON footfall.* TO footfall_admin_role;
 GRANT CREATE TABLE ON footfall.* TO footfall_admin_role;
 GRANT CREATE VIEW ON footfall.* TO footfall_admin_role;
 GRANT DROP VIEW ON footfall.* TO footfall_admin_role;
+GRANT DROP TABLE ON footfall.sessions TO footfall_admin_role;
+GRANT DROP TABLE ON footfall.sessions_local TO footfall_admin_role;
 GRANT SELECT, INSERT ON footfall.* TO footfall_admin_role;
 GRANT ALTER TABLE ON footfall.* TO footfall_admin_role;
 GRANT SELECT ON system.mutations TO footfall_admin_role;

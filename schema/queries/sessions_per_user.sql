@@ -8,7 +8,7 @@ SELECT user_id, count() AS sessions, sum(pv) AS pageviews
 FROM
 (
     SELECT session_id, maxMerge(user_id) AS user_id, uniqExactIfMerge(pageviews) AS pv
-    FROM sessions
+    FROM session_states
     WHERE site = {site:String} AND day >= {from:Date} AND day <= {to:Date}
     GROUP BY session_id
 )

@@ -1,5 +1,5 @@
 -- name: daily_summary
--- answers: Recomputes one site's day in daily_summary from daily_stats and sessions (run by the rollup job for each day that changed).
+-- answers: Recomputes one site's day in daily_summary from daily_stats and session_states (run by the rollup job for each day that changed).
 -- params: site String, day Date, version UInt64
 -- A session belongs to the day of its first event; sessions that began the day before and went on
 -- past midnight are recognised by reading the neighbouring days' session rows too.
@@ -27,7 +27,7 @@ ANY LEFT JOIN
         SELECT site, session_id, min(day) AS first_day, uniqExactIfMerge(pageviews) AS pages,
                toUInt32(greatest(maxMerge(last_ts) - minMerge(first_ts), 0) / 1000) AS dur,
                arraySum(arrayMap(x -> toUInt64(x.2), groupUniqArrayIfMerge(engaged))) AS eng
-        FROM sessions
+        FROM session_states
         WHERE site = {site:String} AND day >= {day:Date} - 1 AND day <= {day:Date} + 1
         GROUP BY site, session_id
     )

@@ -23,7 +23,7 @@ FROM
                argMinIfMerge(entry_path) AS entry, argMaxIfMerge(exit_path) AS exit_,
                argMinIfMerge(entry_referrer_host) AS ref, argMinIfMerge(entry_host) AS entry_host,
                argMinIfMerge(entry_utm_medium) AS medium, argMinIfMerge(entry_utm_source) AS source
-        FROM sessions
+        FROM session_states
         WHERE site = {site:String} AND day >= {day:Date} - 1 AND day <= {day:Date} + 1
         GROUP BY session_id
     )

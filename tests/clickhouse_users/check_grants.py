@@ -52,12 +52,14 @@ EXPECTED_GRANTS = {
         "GRANT SELECT ON footfall.outbound_links TO default",
         "GRANT SELECT ON footfall.page_stats TO default",
         "GRANT SELECT ON footfall.session_breakdown TO default",
-        "GRANT SELECT ON footfall.sessions TO default",
+        "GRANT SELECT ON footfall.session_states TO default",
     ] + [f"GRANT SELECT ON footfall.{t}_local TO default" for t in (
         "daily_stats", "daily_summary", "dimension_stats", "events", "navigation", "outbound_links",
-        "page_stats", "session_breakdown", "sessions")],
+        "page_stats", "session_breakdown", "session_states")],
     "admin": [
         "GRANT SELECT, INSERT, ALTER TABLE, CREATE DATABASE, CREATE TABLE, CREATE VIEW, DROP VIEW ON footfall.* TO default",
+        "GRANT DROP TABLE ON footfall.sessions TO default",
+        "GRANT DROP TABLE ON footfall.sessions_local TO default",
         "GRANT SELECT ON system.mutations TO default",
         "GRANT SELECT ON system.parts TO default",
         "GRANT CLUSTER ON *.* TO default",
@@ -133,9 +135,18 @@ def rendered_schema(lc="LowCardinality(String)"):
                 security = "" if lc == "String" else "SQL SECURITY DEFINER"
                 # 18.x chains views through the view in the middle, 26.x through its table.
                 middle = "dimension_input_mv" if lc == "String" else "dimension_input"
-                out += statements(f.read().replace("{{LC}}", lc).replace("{{MV_SECURITY}}", security)
+                out += statements(select_of(f.read()).replace("{{LC}}", lc).replace("{{MV_SECURITY}}", security)
                                   .replace("{{DIMENSION_INPUT}}", middle))
     return out
+
+
+def select_of(sql):
+    """`{{SELECT_OF <view>}}` as footfall renders it: the query of that view of the same migration."""
+    def query(m):
+        view = re.search(r"CREATE MATERIALIZED VIEW IF NOT EXISTS " + re.escape(m.group(1)) +
+                         r" TO \w+ (?:\{\{MV_SECURITY\}\} )?AS\n(.*?);\n", sql, re.S)
+        return view.group(1) if view else m.group(0)
+    return re.sub(r"\{\{SELECT_OF (\w+)\}\}", query, sql)
 
 
 def in_footfall(st):
@@ -144,7 +155,8 @@ def in_footfall(st):
     st = re.sub(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+)",
                 r"CREATE MATERIALIZED VIEW IF NOT EXISTS footfall.\1 TO footfall.\2", st, count=1)
     st = re.sub(r"^DROP TABLE IF EXISTS (\w+)", r"DROP TABLE IF EXISTS footfall.\1", st, count=1)
-    return re.sub(r"\bFROM (events|dimension_input|dimension_input_mv)\b", r"FROM footfall.\1", st)
+    st = re.sub(r"^INSERT INTO (\w+)", r"INSERT INTO footfall.\1", st, count=1)
+    return re.sub(r"\bFROM (events|dimension_input|dimension_input_mv|sessions)\b", r"FROM footfall.\1", st)
 
 
 # ---------------------------------------------------------------- one phase, in its own process
@@ -290,6 +302,9 @@ def phase(name, data_dir, conf_dir):
         denied("admin: DROP TABLE audit_log", "DROP TABLE footfall.audit_log")
         denied("admin: DROP TABLE events", "DROP TABLE footfall.events")
         denied("admin: DROP TABLE dimension_stats (a rollup; DROP VIEW drops views only)", "DROP TABLE footfall.dimension_stats")
+        denied("admin: DROP TABLE session_states (DROP TABLE is for the retired sessions only)", "DROP TABLE footfall.session_states")
+        equal("admin: migration 007 dropped the retired sessions table",
+              run("SELECT count() FROM system.tables WHERE database = 'footfall' AND name IN ('sessions', 'sessions_mv')").strip(), "0")
         denied("admin: DROP DATABASE footfall", "DROP DATABASE footfall")
         denied("admin: reads another database", "SELECT count() FROM other.canary")
         denied("admin: CREATE TABLE in another database", "CREATE TABLE other.x (a UInt8) ENGINE = Memory")
@@ -314,7 +329,7 @@ def phase(name, data_dir, conf_dir):
            "AND received_at = toDateTime(1) AND visitor_id = unhex('00') AND event_id = toUUID('00000000-0000-0000-0000-000000000000')")
         denied("ingest: SELECT url FROM events", "SELECT url FROM footfall.events")
         denied("ingest: SELECT * FROM events", "SELECT * FROM footfall.events")
-        denied("ingest: SELECT sessions", "SELECT count() FROM footfall.sessions")
+        denied("ingest: SELECT session_states", "SELECT count() FROM footfall.session_states")
         denied("ingest: SELECT audit_log", "SELECT count() FROM footfall.audit_log")
         denied("ingest: INSERT INTO audit_log", "INSERT INTO footfall.audit_log (action) VALUES ('forged')")
         denied("ingest: INSERT INTO subject_blocks", "INSERT INTO footfall.subject_blocks (site, id_kind, id_hash, blocked) VALUES ('shop', 'user', 'h', 0)")
@@ -337,7 +352,7 @@ def phase(name, data_dir, conf_dir):
     if name == "analyst":
         ok("analyst: SELECT count() FROM events", "SELECT count() FROM footfall.events")
         ok("analyst: SELECT daily_stats (table made after the grant)", "SELECT count() FROM footfall.daily_stats")
-        for t in ("sessions", "navigation", "outbound_links", "page_stats", "dimension_stats", "daily_summary", "session_breakdown"):
+        for t in ("session_states", "navigation", "outbound_links", "page_stats", "dimension_stats", "daily_summary", "session_breakdown"):
             ok(f"analyst: SELECT {t}", f"SELECT count() FROM footfall.{t}")
         denied("analyst: SELECT day_changes (bookkeeping)", "SELECT count() FROM footfall.day_changes")
         denied("analyst: INSERT INTO daily_summary", "INSERT INTO footfall.daily_summary (site, day) VALUES ('shop', '2019-01-01')")

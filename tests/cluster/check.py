@@ -441,7 +441,7 @@ def main():
         for s in servers:
             tables = s.query("SELECT name FROM system.tables WHERE database = 'footfall' ORDER BY name", db="default").split()
             check(f"{s.name} has events_local, the Distributed events and the views",
-                  all(t in tables for t in ["events", "events_local", "sessions_local", "sessions_mv", "salts_local"]), True)
+                  all(t in tables for t in ["events", "events_local", "session_states_local", "session_states_mv", "salts_local"]), True)
             engine = s.query("SELECT engine FROM system.tables WHERE database = 'footfall' AND name = 'events_local'", db="default").strip()
             check(f"{s.name}: events_local is replicated", engine, "ReplicatedReplacingMergeTree")
 

@@ -847,7 +847,7 @@ async fn a_deleted_subject_leaves_no_trace_in_sessions_or_rollups() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["table"] == "sessions")
+        .find(|t| t["table"] == "session_states")
         .expect("sessions in the export");
     assert_eq!(sessions["row_count"], 2, "{sessions}");
     let ids: Vec<&str> = sessions["rows"]
@@ -873,7 +873,7 @@ async fn a_deleted_subject_leaves_no_trace_in_sessions_or_rollups() {
         "{report}"
     );
     assert!(
-        tables.contains(&json!({"table": "sessions", "before": 2, "after": 0})),
+        tables.contains(&json!({"table": "session_states", "before": 2, "after": 0})),
         "{report}"
     );
     assert!(stats(&c, "sessions_per_user", d1, d1).await.is_empty());
@@ -901,11 +901,12 @@ async fn a_deleted_subject_leaves_no_trace_in_sessions_or_rollups() {
         stats(&c, "countries", d1, d1).await,
         vec![json!(["GB", 1]), json!(["KZ", 1])]
     );
-    let sessions_left: u64 =
-        c.db.query("SELECT count() FROM (SELECT session_id FROM sessions GROUP BY session_id)")
-            .fetch_one()
-            .await
-            .unwrap();
+    let sessions_left: u64 = c
+        .db
+        .query("SELECT count() FROM (SELECT session_id FROM session_states GROUP BY session_id)")
+        .fetch_one()
+        .await
+        .unwrap();
     assert_eq!(sessions_left, 3);
     // Older versions of the day's summaries, which counted the user, are gone too.
     for table in footfall::rollup::SUMMARY_TABLES {

@@ -188,9 +188,37 @@ fn migrate_is_idempotent_and_says_what_it_did() {
     assert_eq!(versions, all, "each migration is recorded once");
 }
 
+/// Creates `db` with the migrations up to `version` applied and recorded, as an older footfall
+/// left it.
+async fn database_at(db: &str, version: u32) {
+    use footfall::schema;
+    let server = server_client();
+    let server_version = schema::server_version(&server).await.unwrap();
+    server
+        .query(&format!("CREATE DATABASE {db}"))
+        .execute()
+        .await
+        .unwrap();
+    let c = server.with_database(db);
+    c.query(schema::SCHEMA_MIGRATIONS_DDL)
+        .execute()
+        .await
+        .unwrap();
+    for m in schema::MIGRATIONS.iter().filter(|m| m.version <= version) {
+        for stmt in schema::statements(&schema::render(m.sql, server_version)) {
+            c.query(&stmt).execute().await.unwrap();
+        }
+        c.query("INSERT INTO schema_migrations (version, name, applied_at) SELECT ?, ?, now()")
+            .bind(m.version)
+            .bind(m.name)
+            .execute()
+            .await
+            .unwrap();
+    }
+}
+
 #[test]
 fn an_upgrade_to_the_narrow_dimension_feed_counts_every_event_once() {
-    use footfall::schema;
     let db = db_name("upgrade_005");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c = server_client().with_database(&db);
@@ -211,28 +239,7 @@ fn an_upgrade_to_the_narrow_dimension_feed_counts_every_event_once() {
     };
     // A database as footfall left it at version 4, with events counted by 003's view.
     rt.block_on(async {
-        let server = server_client();
-        let version = schema::server_version(&server).await.unwrap();
-        server
-            .query(&format!("CREATE DATABASE {db}"))
-            .execute()
-            .await
-            .unwrap();
-        c.query(schema::SCHEMA_MIGRATIONS_DDL)
-            .execute()
-            .await
-            .unwrap();
-        for m in schema::MIGRATIONS.iter().filter(|m| m.version <= 4) {
-            for stmt in schema::statements(&schema::render(m.sql, version)) {
-                c.query(&stmt).execute().await.unwrap();
-            }
-            c.query("INSERT INTO schema_migrations (version, name, applied_at) SELECT ?, ?, now()")
-                .bind(m.version)
-                .bind(m.name)
-                .execute()
-                .await
-                .unwrap();
-        }
+        database_at(&db, 4).await;
         insert("Firefox", 3).await;
     });
     let said = migrate(&db);
@@ -277,6 +284,193 @@ fn an_upgrade_to_the_narrow_dimension_feed_counts_every_event_once() {
             .unwrap();
         assert_eq!(rows, 0, "the Null table keeps nothing");
     });
+}
+
+/// Each session of `table` (003's `sessions` or 006's `session_states`) as one line: entry and
+/// exit page, page views, events, engaged ms, first country and visitor, first and last time.
+async fn sessions_in(c: &clickhouse::Client, table: &str) -> Vec<String> {
+    c.query(&format!(
+        "SELECT arrayStringConcat([session_id, argMinIfMerge(entry_path), \
+         argMaxIfMerge(exit_path), toString(uniqExactIfMerge(pageviews)), \
+         toString(uniqExactMerge(events)), \
+         toString(arraySum(arrayMap(x -> toUInt64(x.2), groupUniqArrayIfMerge(engaged)))), \
+         argMinMerge(country), toString(argMinMerge(visitor_id)), toString(minMerge(start)), \
+         toString(maxMerge(end)), toString(min(day))], ' ') \
+         FROM {table} GROUP BY session_id ORDER BY session_id"
+    ))
+    .fetch_all()
+    .await
+    .unwrap()
+}
+
+#[test]
+fn an_upgrade_to_numbered_session_keys_keeps_every_session_as_it_was() {
+    let db = db_name("upgrade_006");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = server_client().with_database(&db);
+    let event =
+        |session: &str, seq: u32, at: &str, ms: i64, kind: &str, path: &str, country: &str| {
+            format!(
+                "('{id}', 'shop', '{kind}', '{at}', {ms}, '{session}', {seq}, '{path}', \
+             '{country}', 'visitor-{session:_<5}-{seq:02}', {engaged})",
+                id = uuid::Uuid::now_v7(),
+                engaged = if kind == "engagement" { 700 } else { 0 }
+            )
+        };
+    let insert = |rows: Vec<String>| {
+        let c = c.clone();
+        async move {
+            c.query(&format!(
+                "INSERT INTO events (event_id, site, kind, received_at, client_ts, session_id, \
+                 seq, path, country, visitor_id, engaged_ms) VALUES {}",
+                rows.join(", ")
+            ))
+            .execute()
+            .await
+            .unwrap()
+        }
+    };
+    let before = rt.block_on(async {
+        database_at(&db, 5).await;
+        insert(vec![
+            // Only in `sessions` once October's events are gone (a shorter events retention).
+            event(
+                "old",
+                1,
+                "2026-10-30 10:00:00",
+                1_000,
+                "pageview",
+                "/o1",
+                "KZ",
+            ),
+            event(
+                "old",
+                2,
+                "2026-10-30 10:01:00",
+                2_000,
+                "pageview",
+                "/o2",
+                "RU",
+            ),
+            // Across midnight and a month: its first day is only in `sessions`, its second also
+            // in `events`.
+            event(
+                "span",
+                1,
+                "2026-10-31 23:59:00",
+                5_000,
+                "pageview",
+                "/s1",
+                "KZ",
+            ),
+            event(
+                "span",
+                2,
+                "2026-11-01 00:01:00",
+                6_000,
+                "pageview",
+                "/s2",
+                "RU",
+            ),
+            event(
+                "span",
+                3,
+                "2026-11-01 00:02:00",
+                7_000,
+                "engagement",
+                "/s2",
+                "RU",
+            ),
+            // Two events with one seq (duplicated tabs): the later client time is the last.
+            event(
+                "dup",
+                1,
+                "2026-11-02 09:00:00",
+                1_000,
+                "pageview",
+                "/d1",
+                "DE",
+            ),
+            event(
+                "dup",
+                2,
+                "2026-11-02 09:01:00",
+                2_000,
+                "pageview",
+                "/d2",
+                "DE",
+            ),
+            event(
+                "dup",
+                2,
+                "2026-11-02 09:02:00",
+                1_500,
+                "pageview",
+                "/d3",
+                "FR",
+            ),
+            event(
+                "dup",
+                3,
+                "2026-11-02 09:03:00",
+                2_500,
+                "engagement",
+                "/d2",
+                "DE",
+            ),
+        ])
+        .await;
+        c.query("ALTER TABLE events DROP PARTITION 202610")
+            .execute()
+            .await
+            .unwrap();
+        sessions_in(&c, "sessions").await
+    });
+    assert_eq!(
+        before,
+        [
+            "dup /d1 /d2 3 4 700 DE visitor-dup__-01 2026-11-02 09:00:00 2026-11-02 09:03:00 2026-11-02",
+            "old /o1 /o2 2 2 0 KZ visitor-old__-01 2026-10-30 10:00:00 2026-10-30 10:01:00 2026-10-30",
+            "span /s1 /s2 2 3 700 KZ visitor-span_-01 2026-10-31 23:59:00 2026-11-01 00:02:00 2026-10-31",
+        ],
+        "what 003's table says"
+    );
+    let said = migrate(&db);
+    assert!(said.contains("applied: 006_session_states"), "{said}");
+    assert!(said.contains("applied: 007_drop_sessions"), "{said}");
+    rt.block_on(async {
+        assert_eq!(sessions_in(&c, "session_states").await, before, "carried over as it was");
+        let tables: Vec<String> = c
+            .query(
+                "SELECT name FROM system.tables WHERE database = currentDatabase() \
+                 AND name IN ('sessions', 'sessions_mv', 'session_states', 'session_states_mv') \
+                 ORDER BY name",
+            )
+            .fetch_all()
+            .await
+            .unwrap();
+        assert_eq!(tables, ["session_states", "session_states_mv"], "003's are gone");
+        // The new view goes on from there: a later page of `dup`, and an earlier one of `span`
+        // that arrives late (its key sorts it first, as (seq, client_ts) did).
+        insert(vec![
+            event("dup", 4, "2026-11-02 09:10:00", 9_000, "pageview", "/d4", "US"),
+            event("new", 2, "2026-11-03 08:00:05", 8_000, "pageview", "/n2", "US"),
+            event("new", 1, "2026-11-03 08:00:09", 7_000, "pageview", "/n1", "GB"),
+        ])
+        .await;
+        let after = sessions_in(&c, "session_states").await;
+        assert_eq!(
+            after,
+            [
+                "dup /d1 /d4 4 5 700 DE visitor-dup__-01 2026-11-02 09:00:00 2026-11-02 09:10:00 2026-11-02",
+                "new /n1 /n2 2 2 0 GB visitor-new__-01 2026-11-03 08:00:05 2026-11-03 08:00:09 2026-11-03",
+                "old /o1 /o2 2 2 0 KZ visitor-old__-01 2026-10-30 10:00:00 2026-10-30 10:01:00 2026-10-30",
+                "span /s1 /s2 2 3 700 KZ visitor-span_-01 2026-10-31 23:59:00 2026-11-01 00:02:00 2026-10-31",
+            ]
+        );
+    });
+    let again = migrate(&db);
+    assert!(again.contains("schema is current"), "{again}");
 }
 
 #[test]

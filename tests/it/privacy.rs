@@ -624,7 +624,7 @@ async fn subject_requests_over_http_each_write_exactly_one_audit_record() {
         json!([
             {"table": "events", "before": 2, "after": 0},
             // Her one session, no longer attributed to her (tests/it/analytics.rs checks the rollups).
-            {"table": "sessions", "before": 1, "after": 0}
+            {"table": "session_states", "before": 1, "after": 0}
         ])
     );
     assert_eq!(count_where(&c, "1").await, 2, "bob's two events stay");
