@@ -6,8 +6,9 @@
 -- them that one view cost more than the INSERT into `events` itself. `session_states` is keyed by
 -- one UInt64 that sorts the same way: seq in the high 22 bits, client_ts (milliseconds, clamped to
 -- 0 .. 2^42 - 1, i.e. until 2109) in the low 42; past seq 4 194 303 a session's events sort by
--- time alone. One INSERT of 88 344 events of visits on 18.16: 0.58-0.68 s against 0.92-1.22 s
--- with the tuple (0.32-0.43 s without the view); merging its parts 0.33-0.45 s against 0.55-0.76 s.
+-- time alone. One INSERT of 88 344 events of visits on 18.16: 0.56-0.76 s against 0.65-1.22 s
+-- with the tuple (0.32-0.43 s without the view); merging three such parts 0.33-0.45 s against
+-- 0.55-0.76 s (benches/README.md).
 -- The columns and the functions that read them are the same; only the key's type differs.
 --
 -- Every state here is a min, a max, a set or an argMin/argMax: the same event added twice changes
