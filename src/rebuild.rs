@@ -37,9 +37,9 @@ pub fn views() -> Vec<View> {
         // a chain, which a rebuild reads as the table it is.
         let sql = m.sql.replace(schema::DIMENSION_INPUT, "dimension_input");
         for stmt in schema::statements(&sql) {
-            if let Some(rest) = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ") {
+            if let Some(table) = schema::created_table(&stmt) {
                 if stmt.contains("ENGINE = Null") {
-                    pass_through.extend(rest.split_whitespace().next().map(str::to_owned));
+                    pass_through.push(table.to_owned());
                 }
                 continue;
             }

@@ -201,21 +201,21 @@ mod tests {
             .map(|m| m.sql)
             .collect::<Vec<_>>()
             .join("\n");
+        let stmts = crate::schema::statements(&sql);
         // A table a later migration drops (003's sessions) keeps nothing.
-        let dropped: Vec<String> = crate::schema::statements(&sql)
+        let dropped: Vec<&str> = stmts
             .iter()
-            .filter_map(|s| crate::schema::dropped(s).map(str::to_owned))
+            .filter_map(|s| crate::schema::dropped(s))
             .collect();
-        for line in sql.lines() {
-            if let Some(rest) = line.strip_prefix("CREATE TABLE IF NOT EXISTS ") {
-                let table = rest.split_whitespace().next().unwrap_or("");
+        for stmt in &stmts {
+            if let Some(table) = crate::schema::created_table(stmt) {
                 // subject_blocks is kept while a block stands; salts live two days at most
                 // (src/shared_salts.rs drops them), far below any retention period;
                 // dimension_input is a Null table, which keeps nothing.
                 if table != "subject_blocks"
                     && table != "salts"
                     && table != "dimension_input"
-                    && !dropped.iter().any(|d| d == table)
+                    && !dropped.contains(&table)
                 {
                     assert!(
                         r.iter().any(|x| x.table == table),

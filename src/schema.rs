@@ -166,6 +166,10 @@ pub const SELECT_OF: &str = "{{SELECT_OF ";
 /// left in place (and the statement fails).
 fn fill_select_of(sql: &str) -> String {
     let mut out = sql.to_owned();
+    if !sql.contains(SELECT_OF) {
+        return out;
+    }
+    let stmts = statements(sql);
     let mut from = 0;
     while let Some(at) = out[from..].find(SELECT_OF).map(|i| from + i) {
         let start = at + SELECT_OF.len();
@@ -173,7 +177,7 @@ fn fill_select_of(sql: &str) -> String {
             break;
         };
         let view = &out[start..start + len];
-        let query = statements(sql).iter().find_map(|s| {
+        let query = stmts.iter().find_map(|s| {
             view_parts(s)
                 .filter(|(name, _, _)| *name == view)
                 .map(|(_, _, query)| query.to_owned())
@@ -224,14 +228,21 @@ pub(crate) fn dropped(stmt: &str) -> Option<&str> {
         .next()
 }
 
+/// The table a `CREATE TABLE IF NOT EXISTS` statement creates.
+pub(crate) fn created_table(stmt: &str) -> Option<&str> {
+    let rest = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ")?;
+    let len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    Some(&rest[..len])
+}
+
 /// Whether a migration creates `name` as a table (not a view).
 fn is_table(name: &str) -> bool {
     MIGRATIONS.iter().any(|m| {
-        statements(m.sql).iter().any(|s| {
-            s.strip_prefix("CREATE TABLE IF NOT EXISTS ")
-                .and_then(|rest| rest.split_whitespace().next())
-                == Some(name)
-        })
+        statements(m.sql)
+            .iter()
+            .any(|s| created_table(s) == Some(name))
     })
 }
 
@@ -329,17 +340,13 @@ impl Layout {
         let views: Vec<&str> = plain.iter().filter_map(|s| created_view(s)).collect();
         let mut out = Vec::new();
         for stmt in &plain {
-            if let Some(rest) = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ") {
-                let table: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                let body = &rest[table.len()..];
+            if let Some(table) = created_table(stmt) {
+                let body = &stmt["CREATE TABLE IF NOT EXISTS ".len() + table.len()..];
                 // A Null table only passes an INSERT on to the views over it, on the shard where
                 // it happens: nothing to replicate, nothing to read through a Distributed table.
                 let passes_through = body.contains("ENGINE = Null");
                 let body = if *replicated && !passes_through {
-                    replicated_engine(body, database, &table)
+                    replicated_engine(body, database, table)
                 } else {
                     body.to_owned()
                 };
@@ -355,7 +362,7 @@ impl Layout {
                     "CREATE TABLE IF NOT EXISTS {database}.{table} ON CLUSTER {name} \
                      AS {database}.{table}_local \
                      ENGINE = Distributed({name}, {database}, {table}_local, {})",
-                    sharding_key(&table)
+                    sharding_key(table)
                 ));
             } else if let Some(rest) = stmt.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS ")
             {
