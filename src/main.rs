@@ -19,6 +19,32 @@ use footfall::serve;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `print!` for the commands' answers. A reader that stops early (`footfall schema | head`) ends
+/// the command quietly, as it would any Unix tool, instead of the panic `print!` gives; any other
+/// failure to write is reported and ends it with an error. Either way the process exits there: a
+/// managed ClickHouse a command started is stopped by its watchdog within a second.
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` for the commands' answers; see [`out!`].
+macro_rules! outln {
+    () => { out!("\n") };
+    ($($arg:tt)*) => { out!("{}\n", format_args!($($arg)*)) };
+}
+
+fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("footfall: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "footfall",
@@ -286,7 +312,7 @@ fn main() -> ExitCode {
             } => {
                 let (admin, _managed) = operator(&config, &env)?;
                 let reports = admin.retention_run(&actor(&env)).await?;
-                println!("{}", serde_json::to_string_pretty(&reports)?);
+                outln!("{}", serde_json::to_string_pretty(&reports)?);
                 Ok(())
             }
             Cmd::Rollup {
@@ -294,7 +320,7 @@ fn main() -> ExitCode {
             } => {
                 let (admin, _managed) = operator(&config, &env)?;
                 let report = admin.rollups_run().await?;
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(())
             }
             Cmd::Stats {
@@ -322,7 +348,7 @@ fn main() -> ExitCode {
                 if status != 200 {
                     anyhow::bail!("{path} answered {status}");
                 }
-                println!("{path}: 200");
+                outln!("{path}: 200");
                 Ok(())
             }
         }
@@ -339,11 +365,11 @@ fn main() -> ExitCode {
 async fn run_serve(config: Config, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let running = serve::start(config, env, Arc::new(SystemClock)).await?;
     match &running.clickhouse_url {
-        Some(url) => println!(
+        Some(url) => outln!(
             "footfall is listening on http://{}/ (ClickHouse at {url})",
             running.addr
         ),
-        None => println!(
+        None => outln!(
             "footfall is listening on http://{}/ (no ClickHouse: events are kept in the spool)",
             running.addr
         ),
@@ -437,7 +463,7 @@ async fn run_subject(
                 None => {
                     use std::io::Write;
                     std::io::stdout().write_all(&bytes)?;
-                    println!();
+                    outln!();
                 }
             }
             return Ok(());
@@ -449,7 +475,7 @@ async fn run_subject(
             admin.correct(&me, &who.request(), &to_user_id).await?
         }
     };
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    outln!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 
@@ -465,7 +491,7 @@ async fn run_stats(
     use footfall::stats;
     if name == "list" {
         for q in stats::queries() {
-            println!("{:<28} {}", q.name, q.description);
+            outln!("{:<28} {}", q.name, q.description);
         }
         return Ok(());
     }
@@ -480,9 +506,9 @@ async fn run_stats(
     )?;
     let (admin, _managed) = operator(&config, env)?;
     let (table, _) = admin.stats_query(&actor(env), q, &args).await?;
-    println!("{}", serde_json::to_string(&table.columns)?);
+    outln!("{}", serde_json::to_string(&table.columns)?);
     for row in &table.rows {
-        println!("{}", serde_json::to_string(row)?);
+        outln!("{}", serde_json::to_string(row)?);
     }
     Ok(())
 }
@@ -496,18 +522,21 @@ async fn run_audit(
     match action {
         AuditCmd::List { limit } => {
             for row in admin.audit_list(&actor(env), limit).await? {
-                println!("{}", serde_json::to_string(&row)?);
+                outln!("{}", serde_json::to_string(&row)?);
             }
         }
         AuditCmd::Verify => {
             let (total, bad) = admin.audit_verify(&actor(env)).await?;
             for r in &bad {
-                println!(
+                outln!(
                     "CHANGED {} at {} ({} by {})",
-                    r.audit_id, r.at, r.action, r.actor
+                    r.audit_id,
+                    r.at,
+                    r.action,
+                    r.actor
                 );
             }
-            println!(
+            outln!(
                 "{total} records, {} intact, {} changed",
                 total - bad.len(),
                 bad.len()
@@ -522,7 +551,7 @@ async fn run_audit(
                 .flush_pending()
                 .await
                 .map_err(anyhow::Error::msg)?;
-            println!("{n} records moved into ClickHouse");
+            outln!("{n} records moved into ClickHouse");
         }
     }
     Ok(())
@@ -576,17 +605,17 @@ fn run_token(action: TokenCmd) -> anyhow::Result<()> {
                 }
             }
             let token = footfall::auth::new_token();
-            println!("token (give it to {name}; it is not stored anywhere): {token}");
-            println!();
-            println!("[[admin.tokens]]");
-            println!("name = {name:?}");
-            println!("sha256 = {:?}", footfall::auth::token_hash(&token));
-            println!("scopes = {scopes:?}");
+            outln!("token (give it to {name}; it is not stored anywhere): {token}");
+            outln!();
+            outln!("[[admin.tokens]]");
+            outln!("name = {name:?}");
+            outln!("sha256 = {:?}", footfall::auth::token_hash(&token));
+            outln!("scopes = {scopes:?}");
         }
         TokenCmd::Hash => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token)?;
-            println!("{}", footfall::auth::token_hash(token.trim()));
+            outln!("{}", footfall::auth::token_hash(token.trim()));
         }
     }
     Ok(())
@@ -601,22 +630,23 @@ async fn run_migrate(config: Config, env: &HashMap<String, String>) -> anyhow::R
         &schema::Layout::from_config(&config.clickhouse),
     )
     .await?;
-    print!("{report}");
+    // Stopped before the report is written, which may end the process (see `out!`).
     drop(managed);
+    out!("{report}");
     Ok(())
 }
 
 fn print_schema(version: &str, layout: &schema::Layout, database: &str) -> anyhow::Result<()> {
     let v = ServerVersion::parse(version)
         .ok_or_else(|| anyhow::anyhow!("cannot read version {version:?}"))?;
-    println!("-- 000_schema_migrations");
+    outln!("-- 000_schema_migrations");
     for stmt in layout.statements(schema::SCHEMA_MIGRATIONS_DDL, database) {
-        println!("{stmt};");
+        outln!("{stmt};");
     }
     for m in schema::MIGRATIONS {
-        println!("-- {:03}_{}", m.version, m.name);
+        outln!("-- {:03}_{}", m.version, m.name);
         for stmt in layout.statements(&schema::render(m.sql, v), database) {
-            println!("{stmt};");
+            outln!("{stmt};");
         }
     }
     Ok(())

@@ -102,7 +102,7 @@ fn get_or_head() -> actix_web::Route {
     web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }
 
-/// The result of a request that was not refused.
+/// The result of a request that was not refused; only given once its origin was checked.
 enum Outcome {
     Accepted,
     Dropped(DropReason),
@@ -149,6 +149,12 @@ async fn ingest(
 ) -> HttpResponse {
     state.metrics.events_received.inc();
     let result = handle(&req, payload, &state).await;
+    // An event taken or dropped on purpose came from an origin its site allows (`handle` checks
+    // it before any outcome); only a refusal has to ask every site.
+    let allowed = match result {
+        Ok(_) => Allowed::Checked,
+        Err(_) => Allowed::Unknown,
+    };
     let mut res = match result {
         Ok(Outcome::Accepted) => HttpResponse::Accepted().finish(),
         Ok(Outcome::Dropped(reason)) => {
@@ -175,24 +181,39 @@ async fn ingest(
             err.error_response()
         }
     };
-    cors(&req, &state, &mut res);
+    cors(&req, &state, &mut res, allowed);
     res
 }
 
+/// What the caller of [`cors`] already knows of the request's origin.
+#[derive(Clone, Copy)]
+enum Allowed {
+    /// A site allows the origin [`request_origin`] read: the `Origin` header, unless it was
+    /// missing, unreadable or `null` and the `Referer` stood in for it.
+    Checked,
+    /// Not checked yet.
+    Unknown,
+}
+
 /// Lets the tracker read our answer, for origins some site allows; others learn nothing.
-fn cors(req: &HttpRequest, state: &AppState, res: &mut HttpResponse) {
+fn cors(req: &HttpRequest, state: &AppState, res: &mut HttpResponse, allowed: Allowed) {
     let headers = res.headers_mut();
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-    if let Some(origin) = header(req.headers(), header::ORIGIN) {
-        if state.sites.any_allows(origin) {
-            if let Ok(v) = HeaderValue::from_str(origin) {
-                headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-                headers.insert(
-                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                    HeaderValue::from_static("Retry-After, X-Footfall-Dropped"),
-                );
-            }
-        }
+    let Some(value) = req.headers().get(header::ORIGIN) else {
+        return;
+    };
+    let allowed = match (allowed, value.to_str()) {
+        (_, Err(_)) => false,
+        (Allowed::Checked, Ok(origin)) => origin != "null",
+        (Allowed::Unknown, Ok(origin)) => state.sites.any_allows(origin),
+    };
+    if allowed {
+        // The request's own header value, shared rather than parsed and copied again.
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value.clone());
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After, X-Footfall-Dropped"),
+        );
     }
 }
 
@@ -205,7 +226,7 @@ async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         ))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
         .finish();
-    cors(&req, &state, &mut res);
+    cors(&req, &state, &mut res, Allowed::Unknown);
     res
 }
 

@@ -543,3 +543,19 @@ fn schema_is_rendered_per_server_version() {
     assert!(!old.contains("LowCardinality") && old.contains("CREATE TABLE IF NOT EXISTS events"));
     assert!(new.contains("site LowCardinality(String)"));
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_a_command_quietly() {
+    // `footfall schema | head -1`: the reading end closes before everything is written.
+    let mut child = Command::new(BIN)
+        .args(["schema", "--server-version", "18.16"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -104,7 +104,24 @@ async fn unknown_sites_and_foreign_origins_are_403_and_reveal_nothing() {
         .await
         .unwrap();
     assert_eq!(referer.status(), 202);
-    assert_eq!(c.rows(1).await.len(), 1);
+    // A page whose origin is opaque (a sandboxed frame sends `Origin: null`) is judged by its
+    // Referer, and the answer is never opened to the opaque origin.
+    let opaque = c
+        .http
+        .post(format!("{}/api/event", c.base))
+        .header("content-type", "text/plain")
+        .header("origin", "null")
+        .header("referer", "http://localhost:3000/page")
+        .body(pageview("demo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opaque.status(), 202);
+    assert!(opaque
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    assert_eq!(c.rows(2).await.len(), 2);
     c.shutdown().await;
 }
 
