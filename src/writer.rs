@@ -1,7 +1,7 @@
 //! The ClickHouse writer: records from the spool in, acknowledged INSERTs out. Mechanism only.
 //!
-//! It reads spooled records up to a row, byte or time limit, decodes them and sends them as one
-//! INSERT. Only when ClickHouse acknowledges the INSERT does it acknowledge the records to the
+//! It reads spooled records up to a row, byte or time limit, rewrites each as the RowBinary row
+//! ClickHouse reads (`row::transcode`, without building the row) and sends them as one INSERT. Only when ClickHouse acknowledges the INSERT does it acknowledge the records to the
 //! spool, which then forgets them; a crash anywhere before that replays them at the next start.
 //! Errors are classified: bad data (ClickHouse refuses the rows themselves) goes to a dead-letter
 //! file and is counted, never retried; everything else is retried with backoff until it succeeds
@@ -9,7 +9,7 @@
 //!
 //! The batch limits are the crate's `Inserter`'s (rows, bytes, a period), but not its mechanism:
 //! the `Inserter` forgets rows once streamed, and acknowledging the spool needs INSERT boundaries
-//! that match records, with the rows kept for the lookup, per-shard routing and dead letters.
+//! that match records, with the records kept for the lookup, per-shard routing and dead letters.
 //!
 //! Exactly once: rows that may already be in ClickHouse (replayed after a restart, or re-sent after
 //! an INSERT whose answer was lost) are looked up before they are sent again. INSERTs go out one at
@@ -19,6 +19,7 @@
 //! (the events table would collapse a copy by event id, but the views would not).
 
 use std::io::Write;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use clickhouse::Client;
 use tokio::sync::watch;
 
 use crate::metrics::{Metrics, ReasonLabel};
-use crate::row::EventRow;
+use crate::row::{self, EventRow, RowKey};
 use crate::schema;
 use crate::spool::{Next, Position, Reader};
 
@@ -167,7 +168,7 @@ pub async fn run(
         unsure: false,
         validation: false,
         shard_map: None,
-        spare_rows: Vec::new(),
+        spare: Spare::default(),
     };
     match w.deliver_all().await {
         Ok(()) => tracing::info!("writer stopped: every accepted event was delivered or set aside"),
@@ -202,36 +203,83 @@ enum Target {
     Shard(usize),
 }
 
-/// Sends `rows` as one INSERT into `table`.
-async fn insert(db: &Client, table: &str, rows: &[&EventRow]) -> Result<(), SendError> {
-    let mut insert = db.insert::<EventRow>(table).await?;
-    for row in rows {
-        insert.write(row).await?;
+/// Bytes per chunk of an INSERT's body, as the crate's own `Insert` sends them (each chunk is
+/// compressed on its own when compression is on).
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// The INSERT statement for rows in [`EventRow`]'s RowBinary layout.
+fn insert_sql(table: &str) -> String {
+    let columns: Vec<String> = <EventRow as clickhouse::Row>::COLUMN_NAMES
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect();
+    format!(
+        "INSERT INTO {table}({}) FORMAT RowBinary",
+        columns.join(",")
+    )
+}
+
+/// Sends the rows `rows` of `batch` as one INSERT into `table`.
+async fn insert(db: &Client, table: &str, batch: &Batch, rows: &[usize]) -> Result<(), SendError> {
+    let mut insert = db.insert_formatted_with(insert_sql(table));
+    let mut chunk = bytes::BytesMut::with_capacity(CHUNK_BYTES);
+    for range in byte_runs(batch, rows) {
+        let mut bytes = &batch.body[range];
+        while !bytes.is_empty() {
+            let n = bytes.len().min(CHUNK_BYTES - chunk.len());
+            chunk.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if chunk.len() == CHUNK_BYTES {
+                insert.send(chunk.split().freeze()).await?;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        insert.send(chunk.freeze()).await?;
     }
     Ok(insert.end().await?)
 }
 
-/// How many leading `rows` are already in `table`. What landed is always a prefix (see the
-/// module doc), so a binary search needs about log2(rows) point lookups, each on the primary key.
+/// The bytes of `rows` (ascending indices) in `batch.body`, neighbours joined into one range: a
+/// whole batch going to one table is a single range.
+fn byte_runs<'a>(batch: &'a Batch, rows: &'a [usize]) -> impl Iterator<Item = Range<usize>> + 'a {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let first = *rows.get(i)?;
+        let mut last = first;
+        i += 1;
+        while rows.get(i) == Some(&(last + 1)) {
+            last += 1;
+            i += 1;
+        }
+        Some(batch.span(first).start..batch.span(last).end)
+    })
+}
+
+/// How many leading `rows` of `batch` are already in `table`. What landed is always a prefix (see
+/// the module doc), so a binary search needs about log2(rows) point lookups, each on the primary
+/// key.
 async fn landed_prefix(
     db: &Client,
     table: &str,
-    rows: &[&EventRow],
+    batch: &Batch,
+    rows: &[usize],
 ) -> Result<usize, clickhouse::error::Error> {
     let Some(last) = rows.len().checked_sub(1) else {
         return Ok(0);
     };
-    if !is_stored(db, table, rows[0]).await? {
+    let stored = |i: usize| is_stored(db, table, &batch.rows[rows[i]].record);
+    if !stored(0).await? {
         return Ok(0);
     }
-    if is_stored(db, table, rows[last]).await? {
+    if stored(last).await? {
         return Ok(rows.len());
     }
     // rows[lo] is stored, rows[hi] is not.
     let (mut lo, mut hi) = (0, last);
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        if is_stored(db, table, rows[mid]).await? {
+        if stored(mid).await? {
             lo = mid;
         } else {
             hi = mid;
@@ -240,12 +288,17 @@ async fn landed_prefix(
     Ok(hi)
 }
 
-/// Whether this exact event is in `table`: a lookup on the whole sorting key.
+/// Whether the event of this spool record is in `table`: a lookup on the whole sorting key. A
+/// record that postcard cannot decode (it was sent, so it was rewritten; only a string that is not
+/// UTF-8 could do that) counts as not there: sending it again risks a copy, never a loss.
 async fn is_stored(
     db: &Client,
     table: &str,
-    row: &EventRow,
+    record: &[u8],
 ) -> Result<bool, clickhouse::error::Error> {
+    let Ok(row) = postcard::from_bytes::<EventRow>(record) else {
+        return Ok(false);
+    };
     let n: u64 = db
         .query(
             "SELECT count() FROM ? WHERE site = ? AND toDate(received_at) = toDate(toDateTime(?)) \
@@ -317,7 +370,7 @@ impl ShardMap {
     }
 
     /// The shard (0-based, in shard order) that holds `row`.
-    pub fn shard_of(&self, row: &EventRow) -> usize {
+    pub fn shard_of(&self, row: &RowKey) -> usize {
         let key = u32::from_le_bytes([
             row.visitor_id[0],
             row.visitor_id[1],
@@ -353,24 +406,54 @@ async fn shard_map(server: &Client, cluster: &str) -> Result<ShardMap, schema::S
 
 /// One INSERT's worth of records.
 struct Batch {
-    rows: Vec<EventRow>,
+    /// The rows as ClickHouse reads them (RowBinary), back to back.
+    body: Vec<u8>,
+    rows: Vec<BatchRow>,
     records: u64,
     end: Option<Position>,
     /// Some records were written by an earlier run and may already be in ClickHouse.
     replayed: bool,
 }
 
+/// One row of a batch.
+struct BatchRow {
+    /// Where the row ends in the batch's body (it starts where the one before ends).
+    end: usize,
+    key: RowKey,
+    /// The spool record: decoded only for the already-landed lookup and for dead letters.
+    record: Vec<u8>,
+}
+
+/// The buffers of a batch, emptied, for the next one.
+#[derive(Default)]
+struct Spare {
+    body: Vec<u8>,
+    rows: Vec<BatchRow>,
+}
+
 impl Batch {
-    /// The row buffer, emptied, for the next batch: kept while batches stay about as large, and
-    /// let go (an empty vector) once it is more than four times what this batch needed, so the
-    /// memory of a burst is given back when the load drops.
-    fn into_spare_rows(mut self) -> Vec<EventRow> {
-        let used = self.rows.len();
-        self.rows.clear();
-        if self.rows.capacity() <= 4 * used.max(256) {
-            self.rows
-        } else {
-            Vec::new()
+    /// The bytes of row `i` in `body`.
+    fn span(&self, i: usize) -> Range<usize> {
+        let start = i.checked_sub(1).map_or(0, |p| self.rows[p].end);
+        start..self.rows[i].end
+    }
+
+    /// The buffers, emptied, for the next batch: kept while batches stay about as large, and let
+    /// go once more than four times what this batch needed, so the memory of a burst is given
+    /// back when the load drops.
+    fn into_spare(mut self) -> Spare {
+        fn keep<T>(mut v: Vec<T>, used: usize, floor: usize) -> Vec<T> {
+            v.clear();
+            if v.capacity() <= 4 * used.max(floor) {
+                v
+            } else {
+                Vec::new()
+            }
+        }
+        let (rows, bytes) = (self.rows.len(), self.body.len());
+        Spare {
+            body: keep(std::mem::take(&mut self.body), bytes, 256 * 1024),
+            rows: keep(std::mem::take(&mut self.rows), rows, 256),
         }
     }
 }
@@ -392,10 +475,10 @@ struct Writer {
     validation: bool,
     /// On a cluster: how `events` is spread over the shards (read when connecting).
     shard_map: Option<ShardMap>,
-    /// The last batch's row buffer, emptied, for the next one. A batch is thousands of rows of a
-    /// few hundred bytes each: growing a fresh vector for every batch cost page faults and copies
+    /// The last batch's buffers, emptied, for the next one. A batch is thousands of rows of a
+    /// few hundred bytes each: growing fresh vectors for every batch cost page faults and copies
     /// (~4 % of footfall's CPU under load).
-    spare_rows: Vec<EventRow>,
+    spare: Spare,
 }
 
 impl Writer {
@@ -405,11 +488,11 @@ impl Writer {
             if let Some(end) = batch.end {
                 self.unsure |= batch.replayed;
                 if !batch.rows.is_empty() {
-                    self.deliver(&batch.rows).await?;
+                    self.deliver(&batch).await?;
                 }
                 self.reader.ack(end, batch.records).map_err(Stop::Spool)?;
             }
-            self.spare_rows = batch.into_spare_rows();
+            self.spare = batch.into_spare();
             if closed {
                 return Ok(());
             }
@@ -419,8 +502,10 @@ impl Writer {
     /// Reads records until a limit is reached, the period since the first one is over, or the
     /// spool is closed and drained (the `bool`).
     async fn next_batch(&mut self) -> std::io::Result<(Batch, bool)> {
+        let spare = std::mem::take(&mut self.spare);
         let mut batch = Batch {
-            rows: std::mem::take(&mut self.spare_rows),
+            body: spare.body,
+            rows: spare.rows,
             records: 0,
             end: None,
             replayed: false,
@@ -435,8 +520,12 @@ impl Writer {
                     batch.end = Some(rec.end);
                     batch.replayed |= rec.replayed;
                     bytes += rec.payload.len() as u64;
-                    match postcard::from_bytes::<EventRow>(&rec.payload) {
-                        Ok(row) => batch.rows.push(row),
+                    match row::transcode(&rec.payload, &mut batch.body) {
+                        Ok(key) => batch.rows.push(BatchRow {
+                            end: batch.body.len(),
+                            key,
+                            record: rec.payload,
+                        }),
                         Err(e) => self.dead_letter_record(&rec.payload, &e.to_string()),
                     }
                     if batch.records >= self.cfg.max_rows || bytes >= self.cfg.max_bytes {
@@ -452,16 +541,16 @@ impl Writer {
     /// Sends `rows` until ClickHouse takes them or refuses them as bad data: one INSERT, or one
     /// per shard when inserting into shard-local tables. Rows that may already be there are
     /// looked up first, and only the ones missing are sent.
-    async fn deliver(&mut self, rows: &[EventRow]) -> Result<(), Stop> {
+    async fn deliver(&mut self, batch: &Batch) -> Result<(), Stop> {
         let mut backoff = self.cfg.min_backoff;
         // Grouping needs the cluster's shards, known once connected.
         let groups = loop {
             match self.database().await {
-                Ok(_) => break self.route(rows),
+                Ok(_) => break self.route(batch),
                 Err(err) => {
                     self.count_error(ErrorClass::Retryable);
                     self.mark_down();
-                    tracing::warn!(rows = rows.len(), error = %err, retry_in_ms = backoff.as_millis() as u64, "ClickHouse cannot take rows yet; they stay in the spool and are retried");
+                    tracing::warn!(rows = batch.rows.len(), error = %err, retry_in_ms = backoff.as_millis() as u64, "ClickHouse cannot take rows yet; they stay in the spool and are retried");
                     self.pause(backoff).await?;
                     backoff = (backoff * 2).min(self.cfg.max_backoff);
                 }
@@ -474,7 +563,7 @@ impl Writer {
                 if done[i] {
                     continue;
                 }
-                match self.try_deliver(*target, group).await {
+                match self.try_deliver(*target, batch, group).await {
                     Ok(n) => {
                         if n > 0 {
                             self.acknowledged(n as u64);
@@ -499,9 +588,9 @@ impl Writer {
             };
             self.count_error(class);
             if class == ErrorClass::BadData {
-                let refused: Vec<EventRow> = groups[i].1.iter().map(|r| (*r).clone()).collect();
+                let refused = &groups[i].1;
                 tracing::error!(rows = refused.len(), error = %err, "ClickHouse refused the rows as bad data; writing them to the dead-letter file");
-                self.dead_letter(&err.to_string(), &refused);
+                self.dead_letter(&err.to_string(), batch, refused);
                 done[i] = true;
                 continue;
             }
@@ -524,13 +613,14 @@ impl Writer {
     /// through the `Distributed` table or straight to the shard: an INSERT that fails may have
     /// landed on some shards only, and what landed of each shard's rows is a prefix of them, which
     /// is what the already-landed lookup relies on.
-    fn route<'r>(&self, rows: &'r [EventRow]) -> Vec<(Target, Vec<&'r EventRow>)> {
+    fn route(&self, batch: &Batch) -> Vec<(Target, Vec<usize>)> {
+        let all = 0..batch.rows.len();
         let (Some(map), Destination::Server { shards, .. }) = (&self.shard_map, &self.dest) else {
-            return vec![(Target::Main, rows.iter().collect())];
+            return vec![(Target::Main, all.collect())];
         };
-        let mut groups: Vec<Vec<&EventRow>> = vec![Vec::new(); map.shards()];
-        for row in rows {
-            groups[map.shard_of(row)].push(row);
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); map.shards()];
+        for i in all {
+            groups[map.shard_of(&batch.rows[i].key)].push(i);
         }
         let local = !shards.is_empty();
         groups
@@ -550,12 +640,13 @@ impl Writer {
             .collect()
     }
 
-    /// One attempt: skip what already landed (when unsure), insert the rest. Returns the rows
-    /// inserted.
+    /// One attempt: skip what already landed (when unsure), insert the rest of `rows` (indices
+    /// into the batch). Returns the rows inserted.
     async fn try_deliver(
         &mut self,
         target: Target,
-        rows: &[&EventRow],
+        batch: &Batch,
+        rows: &[usize],
     ) -> Result<usize, SendError> {
         let main = self.database().await?;
         let (db, table) = match (target, &self.dest) {
@@ -567,7 +658,7 @@ impl Writer {
         };
         let mut skip = 0;
         if self.unsure {
-            skip = landed_prefix(&db, table, rows)
+            skip = landed_prefix(&db, table, batch, rows)
                 .await
                 .map_err(SendError::Lookup)?;
             if skip > 0 {
@@ -582,7 +673,7 @@ impl Writer {
                 return Ok(0);
             }
         }
-        insert(&db, table, &rows[skip..]).await?;
+        insert(&db, table, batch, &rows[skip..]).await?;
         Ok(rows.len() - skip)
     }
 
@@ -694,10 +785,19 @@ impl Writer {
         self.state.set(DeliveryState::UP);
     }
 
-    fn dead_letter(&mut self, reason: &str, rows: &[EventRow]) {
-        self.metrics.rows_dead_lettered.inc_by(rows.len() as u64);
-        if let Err(e) = write_dead_letters(&self.cfg.dead_letter_dir, reason, rows) {
-            tracing::error!(error = %e, rows = rows.len(), "cannot write the dead-letter file");
+    /// Sets the rows `rows` of `batch` aside as ClickHouse refused them, decoded.
+    fn dead_letter(&mut self, reason: &str, batch: &Batch, rows: &[usize]) {
+        let mut decoded = Vec::with_capacity(rows.len());
+        for &i in rows {
+            let record = &batch.rows[i].record;
+            match postcard::from_bytes::<EventRow>(record) {
+                Ok(row) => decoded.push(row),
+                Err(e) => self.dead_letter_record(record, &format!("{reason}; {e}")),
+            }
+        }
+        self.metrics.rows_dead_lettered.inc_by(decoded.len() as u64);
+        if let Err(e) = write_dead_letters(&self.cfg.dead_letter_dir, reason, &decoded) {
+            tracing::error!(error = %e, rows = decoded.len(), "cannot write the dead-letter file");
         }
     }
 
@@ -752,31 +852,61 @@ mod tests {
     use clickhouse::error::Error;
     use clickhouse::test::{handlers, Mock};
 
-    fn batch_of(rows: usize, capacity: usize) -> Batch {
-        let mut v = Vec::with_capacity(capacity);
-        v.resize(rows, EventRow::default());
-        Batch {
-            rows: v,
+    /// A batch of `rows` rows of `row_bytes` bytes each, its buffers grown to `capacity` rows.
+    fn batch_of(rows: usize, row_bytes: usize, capacity: usize) -> Batch {
+        let mut batch = Batch {
+            body: Vec::with_capacity(capacity * row_bytes),
+            rows: Vec::with_capacity(capacity),
             records: rows as u64,
             end: None,
             replayed: false,
+        };
+        for _ in 0..rows {
+            batch.body.resize(batch.body.len() + row_bytes, 0);
+            batch.rows.push(BatchRow {
+                end: batch.body.len(),
+                key: RowKey {
+                    visitor_id: [0; 16],
+                },
+                record: Vec::new(),
+            });
         }
+        batch
     }
 
     #[test]
-    fn a_batch_hands_its_emptied_buffer_to_the_next_while_the_load_holds() {
-        let spare = batch_of(10_000, 16_384).into_spare_rows();
-        assert!(spare.is_empty());
-        assert!(spare.capacity() >= 16_384);
-        // Small batches keep a buffer of a few hundred rows whatever they used.
-        assert!(batch_of(3, 1_024).into_spare_rows().capacity() >= 1_024);
+    fn a_batch_hands_its_emptied_buffers_to_the_next_while_the_load_holds() {
+        let spare = batch_of(10_000, 600, 16_384).into_spare();
+        assert!(spare.rows.is_empty() && spare.body.is_empty());
+        assert!(spare.rows.capacity() >= 16_384);
+        assert!(spare.body.capacity() >= 16_384 * 600);
+        // Small batches keep buffers of a few hundred rows whatever they used.
+        let small = batch_of(3, 600, 1_024).into_spare();
+        assert!(small.rows.capacity() >= 1_024);
+        assert!(small.body.capacity() >= 1_024 * 600);
     }
 
     #[test]
-    fn a_burst_buffer_is_given_back_when_batches_get_small() {
-        let spare = batch_of(100, 16_384).into_spare_rows();
-        assert!(spare.is_empty());
-        assert_eq!(spare.capacity(), 0);
+    fn burst_buffers_are_given_back_when_batches_get_small() {
+        let spare = batch_of(100, 600, 16_384).into_spare();
+        assert_eq!(spare.rows.capacity(), 0);
+        assert_eq!(spare.body.capacity(), 0);
+    }
+
+    #[test]
+    fn rows_next_to_each_other_are_sent_as_one_run_of_bytes() {
+        let batch = batch_of(6, 10, 6);
+        assert_eq!(batch.span(0), 0..10);
+        assert_eq!(batch.span(5), 50..60);
+        let runs = |rows: &[usize]| {
+            byte_runs(&batch, rows)
+                .map(|r| (r.start, r.end))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(runs(&[0, 1, 2, 3, 4, 5]), [(0, 60)]);
+        assert_eq!(runs(&[2, 3, 4, 5]), [(20, 60)]);
+        assert_eq!(runs(&[0, 2, 3, 5]), [(0, 10), (20, 40), (50, 60)]);
+        assert_eq!(runs(&[]), []);
     }
 
     #[test]
@@ -828,8 +958,10 @@ mod tests {
         }
     }
 
-    fn with_key(key: u32) -> EventRow {
-        let mut r = row(0);
+    fn with_key(key: u32) -> RowKey {
+        let mut r = RowKey {
+            visitor_id: [0; 16],
+        };
         r.visitor_id[..4].copy_from_slice(&key.to_le_bytes());
         r
     }
@@ -842,7 +974,7 @@ mod tests {
         assert_eq!(even.shard_of(&with_key(10)), 0);
         assert_eq!(even.shard_of(&with_key(11)), 1);
         // The key is the id's first 4 bytes, little-endian (reinterpretAsUInt32).
-        let mut r = row(0);
+        let mut r = with_key(0);
         r.visitor_id[..4].copy_from_slice(&[1, 0, 0, 0]);
         assert_eq!(even.shard_of(&r), 1);
         // Weights 2 and 1: slots 0 and 1 are shard 0's, slot 2 shard 1's.
