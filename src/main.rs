@@ -35,8 +35,17 @@ macro_rules! outln {
 
 fn write_stdout(args: std::fmt::Arguments) {
     use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_fmt(args) {
+    exit_on_error(std::io::stdout().lock().write_fmt(args));
+}
+
+/// Raw bytes for the commands' answers, with [`out!`]'s handling of a closed or failing output.
+fn write_stdout_bytes(bytes: &[u8]) {
+    use std::io::Write;
+    exit_on_error(std::io::stdout().lock().write_all(bytes));
+}
+
+fn exit_on_error(written: std::io::Result<()>) {
+    if let Err(e) = written {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
@@ -461,8 +470,7 @@ async fn run_subject(
                     );
                 }
                 None => {
-                    use std::io::Write;
-                    std::io::stdout().write_all(&bytes)?;
+                    write_stdout_bytes(&bytes);
                     outln!();
                 }
             }

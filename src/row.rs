@@ -138,6 +138,8 @@ enum Kind {
     U8,
     /// Sixteen bytes in both.
     Fixed16,
+    /// A `Fixed16` that is also the row's shard key ([`RowKey::visitor_id`]).
+    VisitorId,
     /// Postcard: a varint; RowBinary: little-endian, fixed width.
     U16,
     U32,
@@ -183,7 +185,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("event_props", Str),
     ("user_id", Str),
     ("client_id", Str),
-    ("visitor_id", Fixed16),
+    ("visitor_id", VisitorId),
     ("fingerprint_id", Fixed16),
     ("fingerprint_version", U8),
     ("consent", Str),
@@ -301,11 +303,10 @@ fn transcode_fields(record: &[u8], out: &mut Vec<u8>) -> Result<RowKey, Transcod
                 }
             }
             U8 => out.extend_from_slice(input.take(1, name)?),
-            Fixed16 => {
+            Fixed16 => out.extend_from_slice(input.take(16, name)?),
+            VisitorId => {
                 let bytes = input.take(16, name)?;
-                if name == "visitor_id" {
-                    key.visitor_id.copy_from_slice(bytes);
-                }
+                key.visitor_id.copy_from_slice(bytes);
                 out.extend_from_slice(bytes);
             }
             U16 => out.extend_from_slice(&narrow::<u16>(input.varint(name)?, name)?.to_le_bytes()),

@@ -1,8 +1,9 @@
 //! The ClickHouse writer: records from the spool in, acknowledged INSERTs out. Mechanism only.
 //!
 //! It reads spooled records up to a row, byte or time limit, rewrites each as the RowBinary row
-//! ClickHouse reads (`row::transcode`, without building the row) and sends them as one INSERT. Only when ClickHouse acknowledges the INSERT does it acknowledge the records to the
-//! spool, which then forgets them; a crash anywhere before that replays them at the next start.
+//! ClickHouse reads (`row::transcode`, without building the row) and sends them as one INSERT.
+//! Only when ClickHouse acknowledges the INSERT does it acknowledge the records to the spool,
+//! which then forgets them; a crash anywhere before that replays them at the next start.
 //! Errors are classified: bad data (ClickHouse refuses the rows themselves) goes to a dead-letter
 //! file and is counted, never retried; everything else is retried with backoff until it succeeds
 //! or shutdown gives up, in which case the records simply stay in the spool.
@@ -207,35 +208,29 @@ enum Target {
 /// compressed on its own when compression is on).
 const CHUNK_BYTES: usize = 256 * 1024;
 
-/// The INSERT statement for rows in [`EventRow`]'s RowBinary layout.
-fn insert_sql(table: &str) -> String {
-    let columns: Vec<String> = <EventRow as clickhouse::Row>::COLUMN_NAMES
+/// [`EventRow`]'s columns for an INSERT, quoted, in its RowBinary order.
+static COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let quoted: Vec<String> = <EventRow as clickhouse::Row>::COLUMN_NAMES
         .iter()
         .map(|c| format!("`{c}`"))
         .collect();
-    format!(
-        "INSERT INTO {table}({}) FORMAT RowBinary",
-        columns.join(",")
-    )
-}
+    quoted.join(",")
+});
 
-/// Sends the rows `rows` of `batch` as one INSERT into `table`.
+/// Sends the rows `rows` of `batch` as one INSERT into `table`, in chunks through the crate's
+/// buffered insert (the mechanism its own `Insert` uses).
 async fn insert(db: &Client, table: &str, batch: &Batch, rows: &[usize]) -> Result<(), SendError> {
-    let mut insert = db.insert_formatted_with(insert_sql(table));
-    let mut chunk = bytes::BytesMut::with_capacity(CHUNK_BYTES);
+    let sql = format!("INSERT INTO {table}({}) FORMAT RowBinary", *COLUMNS);
+    let mut insert = db
+        .insert_formatted_with(sql)
+        .buffered_with_capacity(CHUNK_BYTES);
     for range in byte_runs(batch, rows) {
-        let mut bytes = &batch.body[range];
-        while !bytes.is_empty() {
-            let n = bytes.len().min(CHUNK_BYTES - chunk.len());
-            chunk.extend_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            if chunk.len() == CHUNK_BYTES {
-                insert.send(chunk.split().freeze()).await?;
+        for piece in batch.body[range].chunks(CHUNK_BYTES) {
+            insert.write_buffered(piece);
+            if insert.buf_len() >= CHUNK_BYTES {
+                insert.flush().await?;
             }
         }
-    }
-    if !chunk.is_empty() {
-        insert.send(chunk.freeze()).await?;
     }
     Ok(insert.end().await?)
 }

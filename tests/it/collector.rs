@@ -461,16 +461,15 @@ async fn client_hints_fill_what_the_user_agent_does_not_say() {
     }})
     .to_string();
     let res = c
-        .http
-        .post(format!("{}/api/event", c.base))
-        .header("content-type", "text/plain")
-        .header("origin", "http://localhost")
-        .header("user-agent", "SomeEmbeddedBrowser")
-        .header("sec-ch-ua-platform", "\"Windows\"")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .post_with(
+            &body,
+            &[
+                ("origin", "http://localhost"),
+                ("user-agent", "SomeEmbeddedBrowser"),
+                ("sec-ch-ua-platform", "\"Windows\""),
+            ],
+        )
+        .await;
     assert_eq!(res.status(), 202);
     let r = c.rows(1).await;
     assert_eq!(

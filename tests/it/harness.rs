@@ -156,6 +156,18 @@ impl TestCollector {
             .expect("request")
     }
 
+    /// POSTs a beacon as a browser would, with exactly `headers` besides `Content-Type`.
+    pub async fn post_with(&self, body: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}/api/event", self.base))
+            .header("content-type", "text/plain");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.body(body.to_owned()).send().await.expect("request")
+    }
+
     /// GETs `path` from the collector.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http

@@ -84,38 +84,27 @@ async fn unknown_sites_and_foreign_origins_are_403_and_reveal_nothing() {
         wrong_origin["error"].as_str().unwrap().replace("shop", "X")
     );
     // No Origin and no Referer: refused too.
-    let bare = c
-        .http
-        .post(format!("{}/api/event", c.base))
-        .header("content-type", "text/plain")
-        .body(pageview("demo"))
-        .send()
-        .await
-        .unwrap();
+    let bare = c.post_with(&pageview("demo"), &[]).await;
     assert_eq!(bare.status(), 403);
     // A Referer is enough when a browser sends no Origin.
     let referer = c
-        .http
-        .post(format!("{}/api/event", c.base))
-        .header("content-type", "text/plain")
-        .header("referer", "http://localhost:3000/page")
-        .body(pageview("demo"))
-        .send()
-        .await
-        .unwrap();
+        .post_with(
+            &pageview("demo"),
+            &[("referer", "http://localhost:3000/page")],
+        )
+        .await;
     assert_eq!(referer.status(), 202);
     // A page whose origin is opaque (a sandboxed frame sends `Origin: null`) is judged by its
     // Referer, and the answer is never opened to the opaque origin.
     let opaque = c
-        .http
-        .post(format!("{}/api/event", c.base))
-        .header("content-type", "text/plain")
-        .header("origin", "null")
-        .header("referer", "http://localhost:3000/page")
-        .body(pageview("demo"))
-        .send()
-        .await
-        .unwrap();
+        .post_with(
+            &pageview("demo"),
+            &[
+                ("origin", "null"),
+                ("referer", "http://localhost:3000/page"),
+            ],
+        )
+        .await;
     assert_eq!(opaque.status(), 202);
     assert!(opaque
         .headers()
