@@ -73,7 +73,12 @@ enum Cmd {
     /// Run the collector (the default).
     Serve,
     /// Apply the schema to the configured ClickHouse, idempotently, and print what was done.
-    Migrate,
+    Migrate {
+        /// Stop after this migration (its number, e.g. 4): upgrade in stages, checking between
+        /// them. Later migrations are left for a run without --to.
+        #[arg(long)]
+        to: Option<u32>,
+    },
     /// Print the schema as it would be applied to a server of the given version.
     Schema {
         /// e.g. 18.16 or 26.1
@@ -299,7 +304,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Cmd::Serve) {
             Cmd::Serve => run_serve(config, &env).await,
-            Cmd::Migrate => run_migrate(config, &env).await,
+            Cmd::Migrate { to } => run_migrate(config, &env, to).await,
             Cmd::Schema {
                 server_version,
                 cluster,
@@ -629,13 +634,25 @@ fn run_token(action: TokenCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_migrate(config: Config, env: &HashMap<String, String>) -> anyhow::Result<()> {
+async fn run_migrate(
+    config: Config,
+    env: &HashMap<String, String>,
+    to: Option<u32>,
+) -> anyhow::Result<()> {
+    let last = to.unwrap_or_else(schema::latest_version);
+    if !schema::MIGRATIONS.iter().any(|m| m.version == last) {
+        anyhow::bail!(
+            "--to {last}: there is no migration {last} (they are numbered 1 to {})",
+            schema::latest_version()
+        );
+    }
     let (url, managed) = serve::clickhouse_url(&config, env)?;
     let client = serve::admin_server_client(&config, &url);
-    let report = schema::migrate(
+    let report = schema::migrate_to(
         &client,
         &config.clickhouse.database,
         &schema::Layout::from_config(&config.clickhouse),
+        last,
     )
     .await?;
     // Stopped before the report is written, which may end the process (see `out!`).

@@ -552,6 +552,8 @@ pub struct MigrationReport {
     pub already_applied: Vec<String>,
     /// Views re-created as this server's version must have them (`relink_chain`).
     pub relinked: Vec<String>,
+    /// Migrations after the last one asked for (`footfall migrate --to`), left for a later run.
+    pub left: Vec<String>,
 }
 
 impl std::fmt::Display for MigrationReport {
@@ -574,7 +576,10 @@ impl std::fmt::Display for MigrationReport {
                 "re-created: {v} (the server's version triggers views differently from the one it was created on)"
             )?;
         }
-        if self.applied.is_empty() {
+        for m in &self.left {
+            writeln!(f, "left for a later run (after --to): {m}")?;
+        }
+        if self.applied.is_empty() && self.left.is_empty() {
             writeln!(f, "schema is current (version {})", latest_version())?;
         }
         Ok(())
@@ -588,6 +593,17 @@ pub async fn migrate(
     server: &Client,
     database: &str,
     layout: &Layout,
+) -> Result<MigrationReport, SchemaError> {
+    migrate_to(server, database, layout, latest_version()).await
+}
+
+/// [`migrate`], stopping after migration `last`: an operator upgrading in stages applies up to a
+/// version, checks, and runs again for the rest. Later migrations are listed as left.
+pub async fn migrate_to(
+    server: &Client,
+    database: &str,
+    layout: &Layout,
+    last: u32,
 ) -> Result<MigrationReport, SchemaError> {
     let version = server_version(server).await?;
     let server = server.clone().with_validation(false);
@@ -647,6 +663,10 @@ pub async fn migrate(
         let label = format!("{:03}_{}", m.version, m.name);
         if applied.contains(&m.version) {
             report.already_applied.push(label);
+            continue;
+        }
+        if m.version > last {
+            report.left.push(label);
             continue;
         }
         run(&db, m, layout.statements(&render(m.sql, version), database)).await?;

@@ -16,7 +16,9 @@ Checked, each as one line of output:
     is readable exactly once through the Distributed table, and both shards hold data;
   * the same visitor gets the same visitor and fingerprint ids from both instances;
   * the named dashboard queries (through `footfall stats`, after `footfall rollup run`) give the
-    answers recorded on a single node (tests/fixtures/analytics/answers.json).
+    answers recorded on a single node (tests/fixtures/analytics/answers.json);
+  * a database holding data, made with `footfall migrate --to 4`, upgraded by `footfall migrate`
+    across the migrations that rebuild tables: the new tables say what the old ones said.
 With --bench, also measures events/s landed through each insert mode (scripts/loadtest.sh).
 """
 
@@ -36,6 +38,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
@@ -614,6 +617,8 @@ def main():
             got = [whole(json.loads(l)) for l in r.stdout.splitlines()[1:]]
             check(f"cluster: {ans['query']} {ans['from']}..{ans['to']} = single node", got, ans["rows"])
 
+        check_upgrade(binary, work, base, servers, shards)
+
         if bench:
             run_bench(shards, bench)
     except TimedOut as e:
@@ -633,6 +638,116 @@ def main():
     print(f"cluster: {_analytics.passed} passed, {len(failures)} failed in {time.time() - t0:.0f} s")
     if failures:
         sys.exit(1)
+
+
+SESSION_LINE = ("SELECT arrayStringConcat([session_id, argMinIfMerge(entry_path), argMaxIfMerge(exit_path), "
+                "toString(uniqExactIfMerge(pageviews)), toString(uniqExactMerge(events)), "
+                "toString(arraySum(arrayMap(x -> toUInt64(x.2), groupUniqArrayIfMerge(engaged)))), "
+                "argMinMerge(country), toString(minMerge(start)), toString(maxMerge(end)), toString(min(day))], ' ') "
+                "FROM {table} GROUP BY session_id ORDER BY session_id")
+
+
+def upgrade_events(sessions, first_seq, pages, day, country):
+    """VALUES for `pages` page views of each session from `first_seq` on, each event with a
+    visitor id of its own that starts with its seq: the shard key (the id's first 4 bytes) sends
+    odd and even page views of one session to different shards."""
+    rows = []
+    for s in sessions:
+        for seq in range(first_seq, first_seq + pages):
+            rows.append(f"('{uuid.uuid4()}', 'shop', 'pageview', '{day} 10:{seq:02d}:00', {seq * 1000}, '{s}', {seq}, "
+                        f"'/{s}/{seq}', '{country}', '{(str(seq) + '-' + s).ljust(16, '_')[:16]}', 0)")
+    return rows
+
+
+def settled(read, ok, timeout=60):
+    """`read()` once `ok` holds for it, or what it gave last: a read through a Distributed table
+    may reach a replica that has not yet fetched the parts the other one took."""
+    end, got = time.time() + timeout, read()
+    while not ok(got) and time.time() < end:
+        time.sleep(0.5)
+        got = read()
+    return got
+
+
+def check_upgrade(binary, work, base, servers, shards):
+    """A cluster holding data, upgraded across the migrations that rebuild tables (005's narrow
+    dimension feed, 006's session states filled from `events` and from 003's `sessions`, 007's
+    drop): what 003's tables said is what the new ones say, on every shard, and the new views go on
+    counting each event once."""
+    up = Footfall(binary, work, "upgrade", {**base, "FOOTFALL_CLICKHOUSE_DATABASE": "upgraded"})
+    first = up.run("migrate", "--to", "4").stdout
+    check("migrate --to 4 on the cluster stops after 004",
+          [l for l in first.splitlines() if l.startswith(("applied: ", "left "))],
+          ["applied: 001_events", "applied: 002_privacy", "applied: 003_analytics", "applied: 004_salts",
+           "left for a later run (after --to): 005_dimension_input",
+           "left for a later run (after --to): 006_session_states",
+           "left for a later run (after --to): 007_drop_sessions"])
+    columns = "(event_id, site, kind, received_at, client_ts, session_id, seq, path, country, visitor_id, engaged_ms)"
+
+    def insert(rows):
+        shards[0].query(f"INSERT INTO events {columns} VALUES " + ", ".join(rows), db="upgraded",
+                        settings={"insert_distributed_sync": "1"})
+
+    def lines(table):
+        return shards[0].query(SESSION_LINE.format(table=table), db="upgraded").splitlines()
+
+    # October's sessions are only in `sessions` once October's events are dropped (a shorter
+    # events retention); November's are in both.
+    older = [f"old{i:02d}" for i in range(6)]
+    kept = [f"cur{i:02d}" for i in range(30)]
+    insert(upgrade_events(older, 1, 3, "2026-10-30", "KZ"))
+    insert(upgrade_events(kept, 1, 4, "2026-11-02", "DE"))
+    shards[0].query("ALTER TABLE upgraded.events_local ON CLUSTER ff DROP PARTITION 202610", db="upgraded")
+    inserted = 6 * 3 + 30 * 4
+    held = settled(lambda: [int(s.query("SELECT count() FROM events_local", db="upgraded").strip()) for s in servers],
+                   lambda h: h[0] == h[1] and h[2] == h[3] and h[0] + h[2] == 30 * 4)
+    check("before the upgrade both shards hold November's events (October's dropped) on both replicas",
+          (held[0] > 0, held[2] > 0, held[0] + held[2], held[0] == held[1], held[2] == held[3]),
+          (True, True, 30 * 4, True, True))
+    whole_sessions = (36, "cur00 /cur00/1 /cur00/4 4 4 0 DE 2026-11-02 10:01:00 2026-11-02 10:04:00 2026-11-02",
+                      "old05 /old05/1 /old05/3 3 3 0 KZ 2026-10-30 10:01:00 2026-10-30 10:03:00 2026-10-30")
+    before = settled(lambda: lines("sessions"), lambda b: (len(b), b[0], b[-1]) == whole_sessions)
+    check("003's sessions hold every session, whole across the shards", (len(before), before[0], before[-1]),
+          whole_sessions)
+    t = time.time()
+    out = up.run("migrate").stdout
+    print(f"     the upgrade from 004 on the cluster took {time.time() - t:.1f} s")
+    check("migrate applies 005, 006 and 007 on the cluster", [l for l in out.splitlines() if l.startswith("applied: ")],
+          ["applied: 005_dimension_input", "applied: 006_session_states", "applied: 007_drop_sessions"])
+    check("after the upgrade session_states says what sessions said, session by session",
+          settled(lambda: lines("session_states"), lambda a: a == before), before)
+    for s in servers:
+        names = set(s.query("SELECT name FROM system.tables WHERE database = 'upgraded'", db="default").split())
+        check(f"{s.name}: 003's session tables are gone, the new ones are there",
+              (sorted(names & {"sessions", "sessions_local", "sessions_mv"}),
+               sorted(names & {"session_states", "session_states_local", "session_states_mv",
+                               "dimension_input_local", "dimension_input_mv"})),
+              ([], ["dimension_input_local", "dimension_input_mv", "session_states", "session_states_local",
+                    "session_states_mv"]))
+    # After the upgrade: later pages of the kept sessions and new sessions.
+    insert(upgrade_events(kept, 5, 2, "2026-11-02", "DE"))
+    insert(upgrade_events([f"new{i:02d}" for i in range(10)], 1, 2, "2026-11-03", "US"))
+    inserted += 30 * 2 + 10 * 2
+    def direct():
+        return shards[0].query(
+            "SELECT arrayStringConcat([session_id, argMin(path, seq), argMax(path, seq), toString(count()), "
+            "toString(count()), '0', argMin(country, seq), toString(min(received_at)), toString(max(received_at)), "
+            "toString(min(toDate(received_at)))], ' ') FROM events GROUP BY session_id ORDER BY session_id",
+            db="upgraded").splitlines()
+
+    after, events_say = settled(lambda: (lines("session_states"), direct()),
+                                lambda r: len(r[1]) == 40 and [l for l in r[0] if not l.startswith("old")] == r[1])
+    check("the new view goes on from the carried states: every session as its events say",
+          ([l for l in after if not l.startswith("old")], len(events_say)), (events_say, 40))
+    check("and the sessions only 003's table knew are still there", [l for l in after if l.startswith("old")],
+          [l for l in before if l.startswith("old")])
+    want = ["DE", str(30 * 6), "KZ", str(6 * 3), "US", str(10 * 2)]
+    counted = settled(lambda: shards[0].query(
+        "SELECT value, sumMerge(events) FROM dimension_stats WHERE dimension = 'country' GROUP BY value ORDER BY value",
+        db="upgraded").split(), lambda c: c == want)
+    check("dimension_stats counts every event once, before and after 005's new feed",
+          counted, want)
+    check("(that is every event inserted)", sum(int(n) for n in counted[1::2]), inserted)
 
 
 def run_bench(shards, secs):

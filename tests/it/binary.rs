@@ -190,31 +190,60 @@ fn migrate_is_idempotent_and_says_what_it_did() {
 
 /// Creates `db` with the migrations up to `version` applied and recorded, as an older footfall
 /// left it.
-async fn database_at(db: &str, version: u32) {
-    use footfall::schema;
-    let server = server_client();
-    let server_version = schema::server_version(&server).await.unwrap();
-    server
-        .query(&format!("CREATE DATABASE {db}"))
-        .execute()
-        .await
+/// `footfall migrate --to <version>`: a database as footfall left it at that version.
+fn migrate_to(db: &str, version: u32) -> String {
+    let out = Command::new(BIN)
+        .args(["migrate", "--to", &version.to_string()])
+        .env("FOOTFALL_CLICKHOUSE_URL", clickhouse_url())
+        .env("FOOTFALL_CLICKHOUSE_DATABASE", db)
+        .output()
         .unwrap();
-    let c = server.with_database(db);
-    c.query(schema::SCHEMA_MIGRATIONS_DDL)
-        .execute()
-        .await
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn migrate_to_stops_after_the_version_asked_for_and_says_what_is_left() {
+    let db = db_name("migrate_to");
+    let first = migrate_to(&db, 4);
+    assert!(first.contains("applied: 004_salts"), "{first}");
+    assert!(
+        first.contains("left for a later run (after --to): 005_dimension_input"),
+        "{first}"
+    );
+    assert!(!first.contains("applied: 005"), "{first}");
+    assert!(!first.contains("schema is current"), "{first}");
+    let again = migrate_to(&db, 4);
+    assert!(again.contains("already applied: 004_salts"), "{again}");
+    assert!(!again.contains("schema is current"), "{again}");
+    let rest = migrate(&db);
+    assert!(rest.contains("already applied: 004_salts"), "{rest}");
+    assert!(rest.contains("applied: 005_dimension_input"), "{rest}");
+    assert!(!rest.contains("left for a later run"), "{rest}");
+    // A version that is not a migration is refused before anything is touched.
+    let untouched = db_name("migrate_to_none");
+    let out = Command::new(BIN)
+        .args(["migrate", "--to", "99"])
+        .env("FOOTFALL_CLICKHOUSE_URL", clickhouse_url())
+        .env("FOOTFALL_CLICKHOUSE_DATABASE", &untouched)
+        .output()
         .unwrap();
-    for m in schema::MIGRATIONS.iter().filter(|m| m.version <= version) {
-        for stmt in schema::statements(&schema::render(m.sql, server_version)) {
-            c.query(&stmt).execute().await.unwrap();
-        }
-        c.query("INSERT INTO schema_migrations (version, name, applied_at) SELECT ?, ?, now()")
-            .bind(m.version)
-            .bind(m.name)
-            .execute()
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("there is no migration 99"), "{said}");
+    let created: u64 = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        server_client()
+            .query("SELECT count() FROM system.databases WHERE name = ?")
+            .bind(&untouched)
+            .fetch_one()
             .await
-            .unwrap();
-    }
+            .unwrap()
+    });
+    assert_eq!(created, 0);
 }
 
 #[test]
@@ -238,10 +267,8 @@ fn an_upgrade_to_the_narrow_dimension_feed_counts_every_event_once() {
         }
     };
     // A database as footfall left it at version 4, with events counted by 003's view.
-    rt.block_on(async {
-        database_at(&db, 4).await;
-        insert("Firefox", 3).await;
-    });
+    migrate_to(&db, 4);
+    rt.block_on(insert("Firefox", 3));
     let said = migrate(&db);
     assert!(said.contains("already applied: 004_salts"), "{said}");
     assert!(said.contains("applied: 005_dimension_input"), "{said}");
@@ -330,8 +357,8 @@ fn an_upgrade_to_numbered_session_keys_keeps_every_session_as_it_was() {
             .unwrap()
         }
     };
+    migrate_to(&db, 5);
     let before = rt.block_on(async {
-        database_at(&db, 5).await;
         insert(vec![
             // Only in `sessions` once October's events are gone (a shorter events retention).
             event(
