@@ -704,6 +704,8 @@ def check_upgrade(binary, work, base, servers, shards):
     check("before the upgrade both shards hold November's events (October's dropped) on both replicas",
           (held[0] > 0, held[2] > 0, held[0] + held[2], held[0] == held[1], held[2] == held[3]),
           (True, True, 30 * 4, True, True))
+    on_shard = [set(s.query("SELECT DISTINCT session_id FROM events_local", db="upgraded").split()) for s in shards]
+    check("each of November's sessions has page views on both shards", len(on_shard[0] & on_shard[1]), 30)
     whole_sessions = (36, "cur00 /cur00/1 /cur00/4 4 4 0 DE 2026-11-02 10:01:00 2026-11-02 10:04:00 2026-11-02",
                       "old05 /old05/1 /old05/3 3 3 0 KZ 2026-10-30 10:01:00 2026-10-30 10:03:00 2026-10-30")
     before = settled(lambda: lines("sessions"), lambda b: (len(b), b[0], b[-1]) == whole_sessions)
