@@ -143,20 +143,35 @@ fn a_killed_collector_leaves_no_orphan_clickhouse() {
     }
 }
 
-/// `footfall migrate` on the test server's database `db`: what it printed, after it succeeded.
-fn migrate(db: &str) -> String {
-    let out = Command::new(BIN)
+/// `footfall migrate <args>` on the test server's database `db`, as it ended.
+fn run_migrate(db: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
         .arg("migrate")
+        .args(args)
         .env("FOOTFALL_CLICKHOUSE_URL", clickhouse_url())
         .env("FOOTFALL_CLICKHOUSE_DATABASE", db)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// What a `footfall migrate` printed, after it succeeded.
+fn succeeded(out: std::process::Output) -> String {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// `footfall migrate` on `db`: what it printed.
+fn migrate(db: &str) -> String {
+    succeeded(run_migrate(db, &[]))
+}
+
+/// `footfall migrate --to <version>`: a database as footfall left it at that version.
+fn migrate_to(db: &str, version: u32) -> String {
+    succeeded(run_migrate(db, &["--to", &version.to_string()]))
 }
 
 #[test]
@@ -188,24 +203,6 @@ fn migrate_is_idempotent_and_says_what_it_did() {
     assert_eq!(versions, all, "each migration is recorded once");
 }
 
-/// Creates `db` with the migrations up to `version` applied and recorded, as an older footfall
-/// left it.
-/// `footfall migrate --to <version>`: a database as footfall left it at that version.
-fn migrate_to(db: &str, version: u32) -> String {
-    let out = Command::new(BIN)
-        .args(["migrate", "--to", &version.to_string()])
-        .env("FOOTFALL_CLICKHOUSE_URL", clickhouse_url())
-        .env("FOOTFALL_CLICKHOUSE_DATABASE", db)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn migrate_to_stops_after_the_version_asked_for_and_says_what_is_left() {
     let db = db_name("migrate_to");
@@ -226,12 +223,7 @@ fn migrate_to_stops_after_the_version_asked_for_and_says_what_is_left() {
     assert!(!rest.contains("left for a later run"), "{rest}");
     // A version that is not a migration is refused before anything is touched.
     let untouched = db_name("migrate_to_none");
-    let out = Command::new(BIN)
-        .args(["migrate", "--to", "99"])
-        .env("FOOTFALL_CLICKHOUSE_URL", clickhouse_url())
-        .env("FOOTFALL_CLICKHOUSE_DATABASE", &untouched)
-        .output()
-        .unwrap();
+    let out = run_migrate(&untouched, &["--to", "99"]);
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("there is no migration 99"), "{said}");
