@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
@@ -24,6 +25,9 @@ pub use crate::spool::FsyncPolicy;
 pub struct Config {
     /// Address the HTTP server binds. `FOOTFALL_LISTEN`.
     pub listen: SocketAddr,
+    /// HTTP worker threads (each runs its own event loop). Unset: one per CPU the process may
+    /// use. Fewer leave cores to a ClickHouse on the same host. `FOOTFALL_HTTP_WORKERS`.
+    pub http_workers: Option<NonZeroUsize>,
     /// Directory for the secret, the daily salts and the managed ClickHouse. `FOOTFALL_DATA_DIR`.
     pub data_dir: PathBuf,
     /// Hashing key for fingerprint ids. Generated and persisted in the data dir when absent.
@@ -321,6 +325,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            http_workers: None,
             data_dir: PathBuf::from("footfall-data"),
             secret: None,
             trusted_proxies: Vec::new(),
@@ -515,6 +520,13 @@ impl Config {
         if let Some(v) = get("FOOTFALL_LISTEN") {
             self.listen = parse_env("FOOTFALL_LISTEN", &v)?;
         }
+        if let Some(v) = get("FOOTFALL_HTTP_WORKERS") {
+            self.http_workers = if v.is_empty() {
+                None
+            } else {
+                Some(parse_env("FOOTFALL_HTTP_WORKERS", &v)?)
+            };
+        }
         if let Some(v) = get("FOOTFALL_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
@@ -683,6 +695,11 @@ impl Config {
         if self.sites.is_empty() {
             return invalid("at least one site must be configured (FOOTFALL_SITES)".into());
         }
+        if let Some(n) = self.http_workers.filter(|n| n.get() > MAX_HTTP_WORKERS) {
+            return invalid(format!(
+                "http_workers = {n} is more than {MAX_HTTP_WORKERS} (FOOTFALL_HTTP_WORKERS)"
+            ));
+        }
         for site in &self.sites {
             if !valid_site_id(&site.id) {
                 return invalid(format!(
@@ -779,6 +796,10 @@ fn env_err(name: &'static str, value: &str, reason: impl Into<String>) -> Config
         reason: reason.into(),
     }
 }
+
+/// A bound on `http_workers`: each is a thread with its own event loop and buffers, and a
+/// mistyped value should be an error rather than thousands of threads.
+const MAX_HTTP_WORKERS: usize = 256;
 
 fn parse_env<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
 where
@@ -877,6 +898,29 @@ mod tests {
         assert_eq!(c.sites.len(), 2);
         assert_eq!(c.sites[0].origins.len(), 2);
         assert_eq!(c.sites[1].id, "shop");
+    }
+
+    #[test]
+    fn http_workers_are_one_per_cpu_unless_set_and_bounded() {
+        assert_eq!(Config::default().http_workers, None);
+        let c = Config::load(None, &env(&[("FOOTFALL_HTTP_WORKERS", "3")])).unwrap();
+        assert_eq!(c.http_workers.map(NonZeroUsize::get), Some(3));
+        // Empty unsets it, as with the other optional settings.
+        let c = Config::load(None, &env(&[("FOOTFALL_HTTP_WORKERS", "")])).unwrap();
+        assert_eq!(c.http_workers, None);
+        for bad in ["0", "-1", "two", "257"] {
+            let err = Config::load(None, &env(&[("FOOTFALL_HTTP_WORKERS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("FOOTFALL_HTTP_WORKERS"), "{bad}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "http_workers = 0\n").unwrap();
+        assert!(Config::load(Some(&path), &HashMap::new()).is_err());
+        std::fs::write(&path, "http_workers = 1\n").unwrap();
+        let c = Config::load(Some(&path), &HashMap::new()).unwrap();
+        assert_eq!(c.http_workers.map(NonZeroUsize::get), Some(1));
     }
 
     #[test]

@@ -336,15 +336,19 @@ pub async fn start(
     let server_state = state.clone();
     drop(state);
 
-    let http_server = HttpServer::new(move || {
+    let mut http_server = HttpServer::new(move || {
         App::new()
             .app_data(server_state.clone())
             .configure(http::routes)
-    })
-    .disable_signals()
-    .shutdown_timeout(30)
-    .bind(config.listen)
-    .with_context(|| format!("cannot listen on {}", config.listen))?;
+    });
+    if let Some(n) = config.http_workers {
+        http_server = http_server.workers(n.get());
+    }
+    let http_server = http_server
+        .disable_signals()
+        .shutdown_timeout(30)
+        .bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = http_server
         .addrs()
         .first()

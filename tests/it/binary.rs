@@ -143,6 +143,66 @@ fn a_killed_collector_leaves_no_orphan_clickhouse() {
     }
 }
 
+/// Threads of a process whose name starts with `prefix` (`comm` is cut to 15 bytes).
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn http_workers_sets_how_many_threads_serve_requests() {
+    let db = db_name("http_workers");
+    // One more than actix would start by itself, so the count can only come from the setting.
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("FOOTFALL_DATA_DIR", dir.path())
+        .env("FOOTFALL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FOOTFALL_CLICKHOUSE_URL", clickhouse_url())
+        .env("FOOTFALL_CLICKHOUSE_DATABASE", &db)
+        .env("FOOTFALL_HTTP_WORKERS", n.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .expect("a line")
+        .unwrap();
+    assert!(line.contains("listening"), "{line}");
+    // actix names its worker threads `actix-server worker <i>` and starts them as it begins to
+    // accept, so they are counted once they have had time to appear.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads_named(child.id(), "actix-server w") < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let accepted = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/api/event"))
+            .header("content-type", "text/plain")
+            .header("origin", "http://localhost:8080")
+            .body(r#"{"v":1,"site":"demo","url":"http://localhost:8080/"}"#)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    let workers = threads_named(child.id(), "actix-server w");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(workers, n);
+    assert_eq!(accepted, 202);
+}
+
 /// `footfall migrate <args>` on the test server's database `db`, as it ended.
 fn run_migrate(db: &str, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
