@@ -1,6 +1,7 @@
 //! The whole enrichment of one event: client address, geo, provider, cached user agent, both hashes, flags, row.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
@@ -17,21 +18,30 @@ mod common;
 #[path = "../tests/support/mmdb.rs"]
 mod mmdb;
 
-fn bench(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
+/// An enricher over the given City and ISP databases, with its salts in `dir`.
+fn enricher_over(dir: &Path, city: &Path, isp: &Path) -> Enricher {
     let (metrics, _registry) = Metrics::standalone();
     let clock = Arc::new(SystemClock);
-    let enricher = Enricher::new(EnricherParts {
+    Enricher::new(EnricherParts {
         trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
-        city: MmdbFile::open(Some(&mmdb::city_db(dir.path()))).unwrap(),
-        provider: MmdbFile::open(Some(&mmdb::isp_db(dir.path()))).unwrap(),
+        city: MmdbFile::open(Some(city)).unwrap(),
+        provider: MmdbFile::open(Some(isp)).unwrap(),
         ua_cache_size: 1024,
         secret: b"bench-secret".to_vec(),
-        salts: Arc::new(Salts::open(dir.path(), clock.clone()).unwrap()),
+        salts: Arc::new(Salts::open(dir, clock.clone()).unwrap()),
         scrub_params: footfall::config::PrivacyConfig::default().scrub_params,
         clock,
         metrics,
-    });
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let enricher = enricher_over(
+        dir.path(),
+        &mmdb::city_db(dir.path()),
+        &mmdb::isp_db(dir.path()),
+    );
     let body = common::realistic_beacon();
     let validated = beacon::parse(body.as_bytes()).unwrap();
     let meta = RequestMeta {
@@ -61,6 +71,54 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let ip = enricher.client_ip(black_box(&meta));
             enricher.enrich(black_box(&meta), ip, black_box(&validated), Groups::all())
+        })
+    });
+
+    // The same with databases as deep as real ones and a different client address for each
+    // event (4 096 of them, scattered over what the databases cover), so lookups walk a large
+    // tree from memory the way a real deployment's do, instead of two networks from the cache.
+    let (city, isp) = mmdb::wide_world(dir.path());
+    let wide = enricher_over(dir.path(), &city, &isp);
+    let addresses: Vec<String> = (0..4096u32)
+        .map(|i| {
+            let h = i.wrapping_mul(2_654_435_761);
+            let (lo, hi) = (
+                *mmdb::WIDE_FIRST_OCTETS.start(),
+                *mmdb::WIDE_FIRST_OCTETS.end(),
+            );
+            let first = u32::from(lo) + h % u32::from(hi - lo + 1);
+            format!(
+                "{first}.{}.{}.{}",
+                (h >> 8) & 255,
+                (h >> 16) & 255,
+                1 + (h >> 24) % 254
+            )
+        })
+        .collect();
+    let at = |i: usize| RequestMeta {
+        forwarded_for: Some(&addresses[i % addresses.len()]),
+        ..meta
+    };
+    let row = wide.enrich(&at(0), wide.client_ip(&at(0)), &validated, Groups::all());
+    assert!(
+        !row.country.is_empty() && row.asn != 0,
+        "every address is a hit"
+    );
+    let mut i = 0;
+    g.bench_function("steps_cached_ua_wide_geoip", |b| {
+        b.iter(|| {
+            i += 1;
+            let meta = at(i);
+            let ip = wide.client_ip(black_box(&meta));
+            wide.analyse(black_box(&meta), ip, black_box(&validated), Groups::all())
+        })
+    });
+    g.bench_function("one_event_cached_ua_wide_geoip", |b| {
+        b.iter(|| {
+            i += 1;
+            let meta = at(i);
+            let ip = wide.client_ip(black_box(&meta));
+            wide.enrich(black_box(&meta), ip, black_box(&validated), Groups::all())
         })
     });
     g.finish();

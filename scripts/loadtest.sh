@@ -9,6 +9,10 @@
 # window; in a 20-second run most of them came after it (ClickHouse's CPU per event read
 # 15-35 % lower than over a minute, more with longer batches). On ext4 without a journal, a run
 # started minutes after the last one deleted its ClickHouse data pays for slower inode allocation.
+# Each session comes from its own client address (X-Forwarded-For, from 127.0.0.1 as a trusted
+# proxy) and footfall looks every one up in generated City and ISP databases of 475 136 networks
+# (examples/loadtest_geoip.rs), so the run pays for the whole enrichment a real deployment does:
+# geo and provider lookups, a visitor id and a rate-limiter cell per address.
 # Environment: FOOTFALL_BIN (another footfall binary, e.g. an older build to compare with),
 # SKIP_CEILING=1, and any FOOTFALL_* setting (FOOTFALL_SPOOL_FSYNC=never, ...).
 set -euo pipefail
@@ -16,7 +20,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-60}
 CONNS=${2:-64}
 command -v wrk >/dev/null || { sudo apt-get install -y wrk 2>/dev/null || apt-get install -y wrk; }
-cargo build --release --quiet --bin footfall --example noop
+cargo build --release --quiet --bin footfall --example noop --example loadtest_geoip
 BIN=${FOOTFALL_BIN:-target/release/footfall}
 
 work=$(mktemp -d)
@@ -29,13 +33,15 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+mkdir "$work/geo"
+{ read -r GEO_CITY; read -r GEO_ISP; } < <(target/release/examples/loadtest_geoip "$work/geo" 2>/dev/null)
 head -n 1 tests/fixtures/beacons.jsonl | sed 's/"site":"shop"/"site":"demo"/' > "$work/beacon.json"
 # Traffic shaped like real visits, for footfall and for the no-op ceiling alike: each wrk thread
 # walks sessions of ten page views (/p/1 ... /p/10, each naming the one before), a new session id
 # every ten requests. One fixed request would make a whole run one session, and each ClickHouse
 # insert fold hundreds of thousands of events into that session's aggregate states (merged again
 # on every merge), a cost no real traffic has. Each page view's request is built once; only the
-# session id changes, so wrk sends these as fast as one fixed request.
+# session id and the client address change, so wrk sends these as fast as one fixed request.
 cat > "$work/visits.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "text/plain;charset=UTF-8"
@@ -46,9 +52,13 @@ local threads = 0
 function setup(thread)
   threads = threads + 1
   thread:set("tag", string.format("lt%d%02d", os.time(), threads))
+  thread:set("index", threads)
 end
--- Every session id has the same length, so the Content-Length built here stays right.
-local head, tail = {}, {}
+-- Every session id has the same length, so the Content-Length built here stays right; the
+-- address is in a header, which may vary in length.
+local ip_hole = "@@@@@@@@@@@@@@@"
+wrk.headers["X-Forwarded-For"] = ip_hole
+local head, middle, tail = {}, {}, {}
 function init(args)
   local f = assert(io.open(args[1]))
   local template = f:read("*a")
@@ -65,16 +75,26 @@ function init(args)
     body = field(body, "seq", "%d+", tostring(seq))
     body = field(body, "prev", '"[^"]*"', '"' .. prev .. '"')
     local req = wrk.format(nil, nil, nil, body)
-    local at = req:find(hole, 1, true)
-    head[seq], tail[seq] = req:sub(1, at - 1), req:sub(at + #hole)
+    local at_ip, at = req:find(ip_hole, 1, true), req:find(hole, 1, true)
+    head[seq], middle[seq] = req:sub(1, at_ip - 1), req:sub(at_ip + #ip_hole, at - 1)
+    tail[seq] = req:sub(at + #hole)
   end
 end
-local n = 0
+-- A session's address: 11.0.0.0 to 126.255.255.255 (what the generated databases cover),
+-- scattered by a multiplicative hash of the session number and the thread.
+local function address(session)
+  local h = bit.tobit((session * 2 + index) * 2654435761)
+  return string.format("%d.%d.%d.%d", 11 + bit.rshift(h, 1) % 116, bit.band(bit.rshift(h, 8), 255),
+    bit.band(bit.rshift(h, 16), 255), 1 + bit.band(bit.rshift(h, 24), 127))
+end
+local n, ip = 0, ""
 function request()
   local seq = n % per_session + 1
-  local sid = string.format("%s%020d", tag, math.floor(n / per_session))
+  local session = math.floor(n / per_session)
+  if seq == 1 then ip = address(session) end
+  local sid = string.format("%s%020d", tag, session)
   n = n + 1
-  return head[seq] .. sid .. tail[seq]
+  return head[seq] .. ip .. middle[seq] .. sid .. tail[seq]
 end
 LUA
 
@@ -99,6 +119,8 @@ ceiling=0
 FF_PORT=$(free_port)
 FOOTFALL_DATA_DIR="$work/data" FOOTFALL_LISTEN="127.0.0.1:$FF_PORT" FOOTFALL_LOG=warn \
 FOOTFALL_RATE_PER_SECOND=10000000 FOOTFALL_RATE_BURST=10000000 \
+FOOTFALL_TRUSTED_PROXIES=${FOOTFALL_TRUSTED_PROXIES:-127.0.0.1/32} \
+FOOTFALL_GEOIP_CITY=${FOOTFALL_GEOIP_CITY:-$GEO_CITY} FOOTFALL_GEOIP_ASN=${FOOTFALL_GEOIP_ASN:-$GEO_ISP} \
   "$BIN" serve > "$work/ff.out" 2> "$work/ff.err" & FF_PID=$!
 for _ in $(seq 1 100); do grep -q "listening" "$work/ff.out" 2>/dev/null && break; sleep 0.2; done
 CH_URL=$(sed -n 's/.*ClickHouse at \(http[^)]*\)).*/\1/p' "$work/ff.out")
@@ -144,6 +166,9 @@ if [ -z "${FOOTFALL_CLICKHOUSE_URL:-}" ]; then
   CH_URL=$(sed -n 's/.*ClickHouse at \(http[^)]*\)).*/\1/p' "$work/ff2.out")
 fi
 after=$(ch "SELECT count() FROM $db.events")
+# What the enrichment made of the run: every address is in the generated databases, and each
+# session's own address makes its own visitor id.
+enriched=$(ch "SELECT round(100 * countIf(country != '') / count(), 2), round(100 * countIf(asn != 0) / count(), 2), uniqExact(visitor_id), uniqExact(session_id) FROM $db.events FORMAT TSV")
 landed=$((after - before))
 # 3. The ceiling again, with footfall and its ClickHouse stopped.
 kill -TERM "$FF_PID" 2>/dev/null || true; wait "$FF_PID" 2>/dev/null || true
@@ -165,6 +190,10 @@ if [ "$landed" -ge "$completed" ] && [ $((landed - completed)) -le "$CONNS" ]; t
 else
   echo "MISMATCH: $completed answered by wrk's count, $landed in ClickHouse"; exit 1
 fi
+read -r with_country with_provider visitors sessions <<< "$enriched"
+echo "enriched: $with_country % of events with a country, $with_provider % with a provider; $visitors visitor ids for $sessions sessions"
+awk -v c="$with_country" -v p="$with_provider" 'BEGIN { exit !(c >= 99 && p >= 99) }' \
+  || { echo "ENRICHMENT MISSING: the run did not pay for geo and provider lookups"; exit 1; }
 printf 'footfall RSS at end of load: %d MiB, CPU %s%% (average over its life)\n' "$((rss_kb / 1024))" "$cpu"
 hz=$(getconf CLK_TCK)
 cpu_secs=$(echo "($cpu_after - $cpu_before) / $hz" | bc -l)
