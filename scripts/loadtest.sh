@@ -19,7 +19,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
 CONNS=${2:-64}
-command -v wrk >/dev/null || { sudo apt-get install -y wrk 2>/dev/null || apt-get install -y wrk; }
+missing=()
+for tool in wrk bc curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 cargo build --release --quiet --bin footfall --example noop --example loadtest_geoip
 BIN=${FOOTFALL_BIN:-target/release/footfall}
 

@@ -2,7 +2,8 @@
 # Every test of footfall, from a fresh Debian/Ubuntu machine: installs what is missing, then runs
 # the Rust unit and integration tests (real ClickHouse 18.16, fault tests included), a bounded
 # fuzzing run, the schema, named queries and Grafana dashboard on ClickHouse 18.16 and 26.x
-# (chdb-core), footfall on a ClickHouse cluster with ZooKeeper, the deployment files, and the tracker's and dashboard's Node and real-Chromium
+# (chdb-core), footfall on a ClickHouse cluster with ZooKeeper, the deployment files, a short run of
+# the load test, and the tracker's and dashboard's Node and real-Chromium
 # tests (through the collector into ClickHouse).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null 2>&1 || need_apt+=(zookeeper)
+for tool in wrk bc curl; do command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool"); done
 command -v pip3 >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing: ${need_apt[*]}"
@@ -46,6 +48,10 @@ python3 tests/cluster/check.py target/release/footfall
 
 echo "== Deployment files (compose, Kubernetes, systemd, Dockerfile; ClickHouse configs on a real server)"
 bash tests/deploy/check.sh
+
+echo "== The load test, for a few seconds: the script runs end to end (every answered event lands, every"
+echo "   event gets a country and a provider); its numbers are measured by hand, see benches/README.md"
+SKIP_CEILING=1 scripts/loadtest.sh 5 16
 
 echo "== tracker-js: build check, unit tests, real Chromium"
 cd tracker-js
