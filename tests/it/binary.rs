@@ -8,6 +8,42 @@ use crate::harness::{clickhouse_url, db_name, free_port, server_client};
 
 const BIN: &str = env!("CARGO_BIN_EXE_footfall");
 
+/// Starts the binary with `args`, its data in `dir` and listening on `port`, with `env` added
+/// (`FOOTFALL_CLICKHOUSE_URL` unset unless `env` sets it: a managed server then), and returns it
+/// with the first line it printed.
+fn start(
+    args: &[&str],
+    dir: &std::path::Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("FOOTFALL_DATA_DIR", dir)
+        .env("FOOTFALL_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("FOOTFALL_CLICKHOUSE_URL")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .expect("a line")
+        .unwrap();
+    (child, line)
+}
+
+/// The managed ClickHouse's URL, from the line `serve` prints when it is listening.
+fn managed_url(line: &str) -> String {
+    line.rsplit("ClickHouse at ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned()
+}
+
 #[test]
 fn bad_configuration_is_reported_with_the_setting() {
     let out = Command::new(BIN)
@@ -22,30 +58,19 @@ fn bad_configuration_is_reported_with_the_setting() {
 fn serve_starts_a_managed_clickhouse_and_stops_it_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env("FOOTFALL_DATA_DIR", dir.path())
-        .env("FOOTFALL_LISTEN", format!("127.0.0.1:{port}"))
-        .env_remove("FOOTFALL_CLICKHOUSE_URL")
-        .env("FOOTFALL_BATCH_PERIOD_MS", "100")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().expect("a line").unwrap();
+    let (mut child, line) = start(
+        &["serve"],
+        dir.path(),
+        port,
+        &[("FOOTFALL_BATCH_PERIOD_MS", "100")],
+    );
     assert!(
         line.starts_with(&format!(
             "footfall is listening on http://127.0.0.1:{port}/"
         )),
         "{line}"
     );
-    let ch_url = line
-        .rsplit("ClickHouse at ")
-        .next()
-        .unwrap()
-        .trim_end_matches(')')
-        .to_owned();
+    let ch_url = managed_url(&line);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -111,30 +136,15 @@ fn serve_starts_a_managed_clickhouse_and_stops_it_on_sigterm() {
 fn a_killed_collector_leaves_no_orphan_clickhouse() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = Command::new(BIN)
-        .env("FOOTFALL_DATA_DIR", dir.path())
-        .env("FOOTFALL_LISTEN", format!("127.0.0.1:{port}"))
-        .env_remove("FOOTFALL_CLICKHOUSE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let line = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let ch_addr = line
-        .rsplit("ClickHouse at http://")
-        .next()
-        .unwrap()
-        .trim_end_matches(')')
-        .to_owned();
-    assert!(std::net::TcpStream::connect(&ch_addr).is_ok());
+    // No subcommand: `serve` is the default.
+    let (mut child, line) = start(&[], dir.path(), port, &[]);
+    let ch_url = managed_url(&line);
+    let ch_addr = ch_url.trim_start_matches("http://");
+    assert!(std::net::TcpStream::connect(ch_addr).is_ok());
     child.kill().unwrap(); // SIGKILL: no destructor runs
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&ch_addr).is_ok() {
+    while std::net::TcpStream::connect(ch_addr).is_ok() {
         assert!(
             Instant::now() < deadline,
             "orphaned ClickHouse still running"
@@ -159,22 +169,16 @@ fn http_workers_sets_how_many_threads_serve_requests() {
     let n = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env("FOOTFALL_DATA_DIR", dir.path())
-        .env("FOOTFALL_LISTEN", format!("127.0.0.1:{port}"))
-        .env("FOOTFALL_CLICKHOUSE_URL", clickhouse_url())
-        .env("FOOTFALL_CLICKHOUSE_DATABASE", &db)
-        .env("FOOTFALL_HTTP_WORKERS", n.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let line = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .next()
-        .expect("a line")
-        .unwrap();
+    let (mut child, line) = start(
+        &["serve"],
+        dir.path(),
+        port,
+        &[
+            ("FOOTFALL_CLICKHOUSE_URL", clickhouse_url()),
+            ("FOOTFALL_CLICKHOUSE_DATABASE", &db),
+            ("FOOTFALL_HTTP_WORKERS", &n.to_string()),
+        ],
+    );
     assert!(line.contains("listening"), "{line}");
     // actix names its worker threads `actix-server worker <i>` and starts them as it begins to
     // accept, so they are counted once they have had time to appear.
