@@ -35,6 +35,34 @@ fn enricher_over(dir: &Path, city: &Path, isp: &Path) -> Enricher {
     })
 }
 
+/// The enrichment steps alone and with the owned row built, for the request `meta_at(i)` gives
+/// at iteration `i`, as `steps_cached_ua<suffix>` and `one_event_cached_ua<suffix>`.
+fn bench_pair<'a>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    suffix: &str,
+    enricher: &Enricher,
+    validated: &beacon::Validated<'_>,
+    meta_at: impl Fn(usize) -> RequestMeta<'a>,
+) {
+    let mut i = 0;
+    g.bench_function(format!("steps_cached_ua{suffix}"), |b| {
+        b.iter(|| {
+            i += 1;
+            let meta = meta_at(i);
+            let ip = enricher.client_ip(black_box(&meta));
+            enricher.analyse(black_box(&meta), ip, black_box(validated), Groups::all())
+        })
+    });
+    g.bench_function(format!("one_event_cached_ua{suffix}"), |b| {
+        b.iter(|| {
+            i += 1;
+            let meta = meta_at(i);
+            let ip = enricher.client_ip(black_box(&meta));
+            enricher.enrich(black_box(&meta), ip, black_box(validated), Groups::all())
+        })
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let enricher = enricher_over(
@@ -61,18 +89,7 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("enrich");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("steps_cached_ua", |b| {
-        b.iter(|| {
-            let ip = enricher.client_ip(black_box(&meta));
-            enricher.analyse(black_box(&meta), ip, black_box(&validated), Groups::all())
-        })
-    });
-    g.bench_function("one_event_cached_ua", |b| {
-        b.iter(|| {
-            let ip = enricher.client_ip(black_box(&meta));
-            enricher.enrich(black_box(&meta), ip, black_box(&validated), Groups::all())
-        })
-    });
+    bench_pair(&mut g, "", &enricher, &validated, |_| meta);
 
     // The same with databases as deep as real ones and client addresses as visits bring them:
     // ten events from each address in a row (a session of the load test), then a new one, out of
@@ -106,23 +123,7 @@ fn bench(c: &mut Criterion) {
         !row.country.is_empty() && row.asn != 0,
         "every address is a hit"
     );
-    let mut i = 0;
-    g.bench_function("steps_cached_ua_wide_geoip", |b| {
-        b.iter(|| {
-            i += 1;
-            let meta = at(i);
-            let ip = wide.client_ip(black_box(&meta));
-            wide.analyse(black_box(&meta), ip, black_box(&validated), Groups::all())
-        })
-    });
-    g.bench_function("one_event_cached_ua_wide_geoip", |b| {
-        b.iter(|| {
-            i += 1;
-            let meta = at(i);
-            let ip = wide.client_ip(black_box(&meta));
-            wide.enrich(black_box(&meta), ip, black_box(&validated), Groups::all())
-        })
-    });
+    bench_pair(&mut g, "_wide_geoip", &wide, &validated, at);
     g.finish();
 }
 

@@ -35,6 +35,18 @@ fn start(
     (child, line)
 }
 
+/// Posts the smallest beacon of the default `demo` site to the collector on `port`.
+async fn post_demo_event(http: &reqwest::Client, port: u16) -> reqwest::StatusCode {
+    http.post(format!("http://127.0.0.1:{port}/api/event"))
+        .header("content-type", "text/plain")
+        .header("origin", "http://localhost:8080")
+        .body(r#"{"v":1,"site":"demo","url":"http://localhost:8080/"}"#)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// The managed ClickHouse's URL, from the line `serve` prints when it is listening.
 fn managed_url(line: &str) -> String {
     line.rsplit("ClickHouse at ")
@@ -81,15 +93,7 @@ fn serve_starts_a_managed_clickhouse_and_stops_it_on_sigterm() {
             .await
             .unwrap();
         assert_eq!(ready.status(), 200);
-        let res = http
-            .post(format!("http://127.0.0.1:{port}/api/event"))
-            .header("content-type", "text/plain")
-            .header("origin", "http://localhost:8080")
-            .body(r#"{"v":1,"site":"demo","url":"http://localhost:8080/"}"#)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 202);
+        assert_eq!(post_demo_event(&http, port).await, 202);
         let ch = clickhouse::Client::default()
             .with_url(&ch_url)
             .with_validation(false);
@@ -186,17 +190,9 @@ fn http_workers_sets_how_many_threads_serve_requests() {
     while threads_named(child.id(), "actix-server w") < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let accepted = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/api/event"))
-            .header("content-type", "text/plain")
-            .header("origin", "http://localhost:8080")
-            .body(r#"{"v":1,"site":"demo","url":"http://localhost:8080/"}"#)
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
+    let accepted = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(post_demo_event(&reqwest::Client::new(), port));
     let workers = threads_named(child.id(), "actix-server w");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
