@@ -3,7 +3,8 @@
 # the no-op actix ceiling measured in the same run, once before footfall's load and once after it
 # (this VM's speed drifts within minutes; the ratio uses the mean of the two). Prints events/s
 # answered, p50/p99 latency, footfall's RSS every 10 s, events landed in ClickHouse (counted
-# there, after the spool has drained), and the ratio to the ceiling.
+# there, after the spool has drained), the ratio to the ceiling, and what ClickHouse stored per
+# event, table by table.
 #   scripts/loadtest.sh [seconds=60] [connections=64]
 # A minute lets ClickHouse's background merges of what the run inserted happen inside the measured
 # window; in a 20-second run most of them came after it (ClickHouse's CPU per event read
@@ -174,6 +175,9 @@ after=$(ch "SELECT count() FROM $db.events")
 # What the enrichment made of the run: every address is in the generated databases, and each
 # session's own address makes its own visitor id.
 enriched=$(ch "SELECT round(100 * countIf(country != '') / count(), 2), round(100 * countIf(asn != 0) / count(), 2), uniqExact(visitor_id), uniqExact(session_id) FROM $db.events FORMAT TSV")
+# What the run stored, table by table: the disk an operator plans per event, and which tables
+# (the events themselves, or the rollups' visitor sets) ClickHouse's merges keep rewriting.
+stored=$(ch "SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE database = '$db' AND active GROUP BY table HAVING sum(bytes_on_disk) > 0 ORDER BY sum(bytes_on_disk) DESC FORMAT TSV")
 landed=$((after - before))
 # 3. The ceiling again, with footfall and its ClickHouse stopped.
 kill -TERM "$FF_PID" 2>/dev/null || true; wait "$FF_PID" 2>/dev/null || true
@@ -210,4 +214,6 @@ if [ -n "$CH_PID" ]; then
     "$ch_secs" "$(echo "$ch_secs / $landed * 1000" | bc -l)"
 fi
 [ -z "$spool_stats" ] || echo "spool: $spool_stats"
+echo "$stored" | awk -v n="$after" 'NF == 3 { total += $3; line = line sprintf("%s %.0f, ", $1, $3 / n) }
+  END { if (n > 0 && line != "") printf "stored in ClickHouse per event (bytes on disk, all %d events): %stotal %.0f\n", n, line, total / n }'
 echo "footfall RSS over time (s: MiB):" $(awk '{printf "%s:%d ", $1, $2/1024}' "$work/rss")
