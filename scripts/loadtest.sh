@@ -177,7 +177,7 @@ after=$(ch "SELECT count() FROM $db.events")
 enriched=$(ch "SELECT round(100 * countIf(country != '') / count(), 2), round(100 * countIf(asn != 0) / count(), 2), uniqExact(visitor_id), uniqExact(session_id) FROM $db.events FORMAT TSV")
 # What the run stored, table by table: the disk an operator plans per event, and which tables
 # (the events themselves, or the rollups' visitor sets) ClickHouse's merges keep rewriting.
-stored=$(ch "SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE database = '$db' AND active GROUP BY table HAVING sum(bytes_on_disk) > 0 ORDER BY sum(bytes_on_disk) DESC FORMAT TSV")
+stored=$(ch "SELECT table, sum(bytes_on_disk) FROM system.parts WHERE database = '$db' AND active GROUP BY table HAVING sum(bytes_on_disk) > 0 ORDER BY sum(bytes_on_disk) DESC FORMAT TSV")
 landed=$((after - before))
 # 3. The ceiling again, with footfall and its ClickHouse stopped.
 kill -TERM "$FF_PID" 2>/dev/null || true; wait "$FF_PID" 2>/dev/null || true
@@ -214,6 +214,6 @@ if [ -n "$CH_PID" ]; then
     "$ch_secs" "$(echo "$ch_secs / $landed * 1000" | bc -l)"
 fi
 [ -z "$spool_stats" ] || echo "spool: $spool_stats"
-echo "$stored" | awk -v n="$after" 'NF == 3 { total += $3; line = line sprintf("%s %.0f, ", $1, $3 / n) }
+echo "$stored" | awk -v n="$after" 'NF == 2 { total += $2; line = line sprintf("%s %.0f, ", $1, $2 / n) }
   END { if (n > 0 && line != "") printf "stored in ClickHouse per event (bytes on disk, all %d events): %stotal %.0f\n", n, line, total / n }'
 echo "footfall RSS over time (s: MiB):" $(awk '{printf "%s:%d ", $1, $2/1024}' "$work/rss")
