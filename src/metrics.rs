@@ -66,6 +66,7 @@ pub struct Metrics {
     pub spool_appended: Counter,
     pub spool_fsyncs: Counter,
     pub spool_group_records: Histogram,
+    pub spool_answer_wakeups: Counter,
     pub spool_replayed: Counter,
     pub spool_corrupt_records: Counter,
     pub spool_corrupt_bytes: Counter,
@@ -114,6 +115,7 @@ impl Metrics {
             spool_appended: Counter::default(),
             spool_fsyncs: Counter::default(),
             spool_group_records: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            spool_answer_wakeups: Counter::default(),
             spool_replayed: Counter::default(),
             spool_corrupt_records: Counter::default(),
             spool_corrupt_bytes: Counter::default(),
@@ -241,6 +243,11 @@ impl Metrics {
             "footfall_spool_group_records",
             "Events sharing one spool commit (group commit size)",
             m.spool_group_records.clone(),
+        );
+        r.register(
+            "footfall_spool_answer_wakeups",
+            "Messages from the spool committer that woke HTTP workers to answer (one per worker per commit, or one per request without a relay)",
+            m.spool_answer_wakeups.clone(),
         );
         r.register(
             "footfall_spool_replayed",

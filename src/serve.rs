@@ -336,9 +336,12 @@ pub async fn start(
     let server_state = state.clone();
     drop(state);
 
+    // The factory runs once per worker, on the worker's own event loop: each gets its own relay
+    // for the spool's answers.
     let mut http_server = HttpServer::new(move || {
         App::new()
             .app_data(server_state.clone())
+            .app_data(server_state.spool.relay())
             .configure(http::routes)
     });
     if let Some(n) = config.http_workers {

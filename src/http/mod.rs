@@ -24,7 +24,7 @@ use crate::health::Readiness;
 use crate::metrics::{FieldLabel, KindLabel, Metrics, ReasonLabel, RejectLabel};
 use crate::privacy::blocklist::BlockList;
 use crate::privacy::{self, Policies, Signals};
-use crate::spool::{AppendError, Appender};
+use crate::spool::{AppendError, Appender, Relay};
 use actix_web::http::header::{self, AsHeaderName, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -375,8 +375,14 @@ async fn handle(
     // Sized for a whole record at once: growing from empty cost eight reallocations per event.
     let record = postcard::to_extend(&row, Vec::with_capacity(RECORD_CAPACITY))
         .map_err(|e| unavailable(AppendError::Io(format!("cannot encode the event: {e}"))))?;
-    // The 202 is sent only once the event is durable in the spool.
-    state.spool.append(record).await.map_err(unavailable)?;
+    // The 202 is sent only once the event is durable in the spool. The answer comes through this
+    // worker's relay when the server registered one (`serve`), one wake-up per commit.
+    let relay = req.app_data::<Relay>().copied();
+    state
+        .spool
+        .append_via(record, relay)
+        .await
+        .map_err(unavailable)?;
     state
         .metrics
         .events_accepted
