@@ -368,7 +368,8 @@ impl Default for ClickHouseConfig {
             insert: InsertMode::Distributed,
             shard_urls: Vec::new(),
             batch_max_rows: 50_000,
-            // Room for two seconds of a busy core's events (under 1 KiB each) before the period ends.
+            // Room for two seconds of a busy core's events (under 1 KiB each) before the period
+            // ends.
             batch_max_bytes: 32 * 1024 * 1024,
             batch_period_ms: 2_000,
             migrate_on_start: true,
