@@ -201,16 +201,15 @@ struct Durable {
 }
 
 enum Msg {
-    Append {
-        payload: Vec<u8>,
-        done: Waiter,
-        relay: Option<Relay>,
-    },
+    Append(Pending),
     Close,
 }
 
 /// A waiting request's answer channel.
 type Waiter = oneshot::Sender<Result<(), AppendError>>;
+
+/// A request on its way to a group: its record, its answer channel and its relay.
+type Pending = (Vec<u8>, Waiter, Option<Relay>);
 
 /// One commit's answers for the requests of one relay: they share the commit's outcome.
 type Answers = (Vec<Waiter>, Result<(), AppendError>);
@@ -396,11 +395,7 @@ impl Appender {
         relay: Option<Relay>,
     ) -> Result<(), AppendError> {
         let (done, answer) = oneshot::channel();
-        match self.tx.try_send(Msg::Append {
-            payload,
-            done,
-            relay,
-        }) {
+        match self.tx.try_send(Msg::Append((payload, done, relay))) {
             Ok(()) => {}
             Err(std_mpsc::TrySendError::Full(_)) => return Err(AppendError::Busy),
             Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(AppendError::Closed),
@@ -459,20 +454,13 @@ struct Committer {
     _lock: File,
 }
 
-/// A request waiting in a group: its record, its answer channel and its relay.
-type Pending = (Vec<u8>, Waiter, Option<Relay>);
-
 impl Committer {
     fn run(mut self, rx: std_mpsc::Receiver<Msg>) {
         let mut group: Vec<Pending> = Vec::new();
         let mut closing = false;
         while !closing {
             match rx.recv() {
-                Ok(Msg::Append {
-                    payload,
-                    done,
-                    relay,
-                }) => group.push((payload, done, relay)),
+                Ok(Msg::Append(pending)) => group.push(pending),
                 Ok(Msg::Close) | Err(_) => break,
             }
             if self.fsync != FsyncPolicy::Always {
@@ -482,13 +470,8 @@ impl Committer {
         }
         // Requests that raced with Close are still answered, so none waits forever.
         while let Ok(msg) = rx.try_recv() {
-            if let Msg::Append {
-                payload,
-                done,
-                relay,
-            } = msg
-            {
-                group.push((payload, done, relay));
+            if let Msg::Append(pending) = msg {
+                group.push(pending);
                 self.commit(&mut group);
             }
         }
@@ -508,11 +491,7 @@ impl Committer {
         loop {
             while group.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(Msg::Append {
-                        payload,
-                        done,
-                        relay,
-                    }) => group.push((payload, done, relay)),
+                    Ok(Msg::Append(pending)) => group.push(pending),
                     Ok(Msg::Close) | Err(TryRecvError::Disconnected) => return true,
                     Err(TryRecvError::Empty) => break,
                 }

@@ -367,6 +367,31 @@ async fn shutdown_flushes_every_accepted_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spool_answers_each_worker_once_per_commit_not_once_per_event() {
+    // A long gathering window, so the concurrent requests share commits.
+    let mut c = TestCollector::start_with("relay", |c| c.spool.group_commit_wait_us = 50_000).await;
+    let body = json!({"v": 1, "site": "demo", "url": "http://localhost/x", "sid": "s"}).to_string();
+    let posts = (0..40).map(|_| c.post(&body, "http://localhost", LONDON.ip));
+    for res in futures_util::future::join_all(posts).await {
+        assert_eq!(res.status(), 202);
+    }
+    let metrics = c.running.as_ref().unwrap().metrics.clone();
+    let (fsyncs, wakeups) = (
+        metrics.spool_fsyncs.get(),
+        metrics.spool_answer_wakeups.get(),
+    );
+    assert!(fsyncs < 40, "{fsyncs} fsyncs for 40 concurrent events");
+    // Each commit wakes at most one relay per HTTP worker, whatever its number of events.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    assert!(
+        wakeups <= fsyncs * workers,
+        "{wakeups} wake-ups for {fsyncs} commits and {workers} workers"
+    );
+    assert_eq!(c.rows(40).await.len(), 40);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_fields_are_cut_and_recorded() {
     let mut c = TestCollector::start("truncation").await;
     let body =
