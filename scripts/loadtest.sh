@@ -161,7 +161,10 @@ fi
 end=$(date +%s.%N)
 cpu_after=$(cpu_ticks "$FF_PID")
 [ -z "$CH_PID" ] || ch_cpu_after=$(cpu_ticks "$CH_PID")
-spool_stats=$(curl -s "http://127.0.0.1:$FF_PORT/metrics" | awk '/^footfall_spool_(appended|fsyncs|answer_wakeups)_total / {printf "%s=%s ", $1, $2}')
+spool_stats=$(curl -s "http://127.0.0.1:$FF_PORT/metrics" | awk '
+  /^footfall_spool_(appended|fsyncs|answer_wakeups)_total / {printf "%s=%s ", $1, $2}
+  /^footfall_spool_commit_seconds_(sum|count) / {c[$1]=$2}
+  END {if (c["footfall_spool_commit_seconds_count"] > 0) printf "mean write+fdatasync=%.3f ms", 1000 * c["footfall_spool_commit_seconds_sum"] / c["footfall_spool_commit_seconds_count"]}')
 kill "$RSS_PID" 2>/dev/null || true
 kill -TERM "$FF_PID"; wait "$FF_PID" || true   # graceful: delivers what is left
 # The managed ClickHouse stopped with footfall; read the count from its data with a fresh start.

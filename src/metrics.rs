@@ -66,6 +66,7 @@ pub struct Metrics {
     pub spool_appended: Counter,
     pub spool_fsyncs: Counter,
     pub spool_group_records: Histogram,
+    pub spool_commit_seconds: Histogram,
     pub spool_answer_wakeups: Counter,
     pub spool_replayed: Counter,
     pub spool_corrupt_records: Counter,
@@ -115,6 +116,8 @@ impl Metrics {
             spool_appended: Counter::default(),
             spool_fsyncs: Counter::default(),
             spool_group_records: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            // 25 µs (a write to a disk cache) up to 0.2 s (a disk in trouble).
+            spool_commit_seconds: Histogram::new(exponential_buckets(25e-6, 2.0, 14)),
             spool_answer_wakeups: Counter::default(),
             spool_replayed: Counter::default(),
             spool_corrupt_records: Counter::default(),
@@ -243,6 +246,11 @@ impl Metrics {
             "footfall_spool_group_records",
             "Events sharing one spool commit (group commit size)",
             m.spool_group_records.clone(),
+        );
+        r.register(
+            "footfall_spool_commit_seconds",
+            "Time to write one group to the spool and fdatasync it (what every 202 waits for)",
+            m.spool_commit_seconds.clone(),
         );
         r.register(
             "footfall_spool_answer_wakeups",

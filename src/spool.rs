@@ -591,6 +591,7 @@ impl Committer {
     /// Writes `buf` and forces it to disk; on failure the segment is cut back to its last good end.
     fn write_durably(&mut self) -> io::Result<()> {
         let before = self.len;
+        let started = Instant::now();
         let Some(file) = self.file.as_mut() else {
             return Err(io::Error::other("no spool segment"));
         };
@@ -603,6 +604,9 @@ impl Committer {
         });
         match result {
             Ok(()) => {
+                self.metrics
+                    .spool_commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 let n = self.buf.len() as u64;
                 self.len += n;
                 self.stats.disk_bytes.fetch_add(n, Ordering::Relaxed);
@@ -1357,6 +1361,23 @@ mod tests {
             "two appends 50 ms apart, one fsync"
         );
         assert_eq!(drain(&mut r).await.0, vec![payload(0), payload(1)]);
+        a.close();
+    }
+
+    #[tokio::test]
+    async fn every_commit_is_timed_for_the_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let (m, registry) = Metrics::standalone();
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let (a, _r) = open(opts(dir.path()), m.clone(), clock).unwrap();
+        a.append(payload(1)).await.unwrap();
+        a.append(payload(2)).await.unwrap();
+        assert_eq!(m.spool_fsyncs.get(), 2);
+        let text = crate::metrics::render(&registry);
+        assert!(
+            text.contains("footfall_spool_commit_seconds_count 2"),
+            "{text}"
+        );
         a.close();
     }
 
