@@ -16,6 +16,13 @@
 //! follows.
 //! A record whose magic, length or checksum is wrong (a torn write after power loss, a flipped
 //! bit) is skipped by scanning for the next record magic, and counted; it never stops what follows.
+//!
+//! The live segment is written ahead with zeros, [`ZERO_AHEAD`] bytes at a time, and records
+//! overwrite them: an `fdatasync` of bytes the file already has flushes the data alone, while one
+//! after an append must also write the file's new size (measured on this project's VM: half the
+//! time and CPU per commit, two context switches fewer). A sealed segment is cut back to its
+//! records; one that a crash left with its zeros still on is read the same, because zero bytes
+//! where a record would start are unused space, not damage.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -43,6 +50,9 @@ const RECORD_HEADER_LEN: usize = 20;
 pub const MAX_RECORD_BYTES: usize = 4 << 20;
 /// Requests one group commit takes at most, so one fsync never holds a huge batch.
 const MAX_GROUP: usize = 8192;
+/// How far ahead of its records the live segment is written with zeros. One commit in every
+/// ~50 under load writes this much more (2.5 ms instead of 0.25); 4 MiB made that one 17 ms.
+const ZERO_AHEAD: u64 = 1 << 20;
 
 /// A place in the spool: a segment and a byte offset in it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -338,6 +348,8 @@ pub fn open(
         file,
         segment: next_id,
         len: SEGMENT_HEADER_LEN,
+        written: SEGMENT_HEADER_LEN,
+        zeros: Vec::new(),
         buf: Vec::new(),
         stats: stats.clone(),
         metrics: metrics.clone(),
@@ -443,7 +455,12 @@ struct Committer {
     /// The live segment; `None` until it could be created.
     file: Option<File>,
     segment: u64,
+    /// Where its records end.
     len: u64,
+    /// Where its bytes end: `len` plus the zeros written ahead.
+    written: u64,
+    /// [`ZERO_AHEAD`] zero bytes, allocated when first needed.
+    zeros: Vec<u8>,
     buf: Vec<u8>,
     stats: Arc<SpoolStats>,
     metrics: Metrics,
@@ -475,6 +492,7 @@ impl Committer {
                 self.commit(&mut group);
             }
         }
+        self.cut_zeros();
         self.durable.send_modify(|d| d.closed = true);
         tracing::debug!("spool committer stopped");
     }
@@ -591,11 +609,34 @@ impl Committer {
     /// Writes `buf` and forces it to disk; on failure the segment is cut back to its last good end.
     fn write_durably(&mut self) -> io::Result<()> {
         let before = self.len;
+        let end = before + self.buf.len() as u64;
         let started = Instant::now();
+        // Not past where the segment rotates: the zeros would only be cut off again.
+        let ahead = if end > self.written {
+            ZERO_AHEAD.min(self.segment_bytes.saturating_sub(end)) as usize
+        } else {
+            0
+        };
+        if self.zeros.len() < ahead {
+            self.zeros = vec![0; ZERO_AHEAD as usize];
+        }
         let Some(file) = self.file.as_mut() else {
             return Err(io::Error::other("no spool segment"));
         };
-        let result = file.write_all(&self.buf).and_then(|()| {
+        let result = file.write_all_at(&self.buf, before).and_then(|()| {
+            // The file's size changes only here, once per `ZERO_AHEAD` bytes; the
+            // `fdatasync` below makes the new size durable with the records.
+            let mut ahead = ahead as u64;
+            if ahead > 0
+                && file
+                    .write_all_at(&self.zeros[..ahead as usize], end)
+                    .is_err()
+            {
+                // The zeros only save time: on a disk too full for them, records are appended.
+                file.set_len(end)?;
+                ahead = 0;
+            }
+            self.written = self.written.max(end + ahead);
             if self.fsync != FsyncPolicy::Never {
                 file.sync_data()?;
                 self.metrics.spool_fsyncs.inc();
@@ -616,9 +657,12 @@ impl Committer {
                 // Cutting the file back keeps a half-written group from sitting in front of the
                 // next one. If even that fails, start a new segment next time: the reader skips
                 // the garbage at the end of this one by its checksums.
-                if let Err(cut) = file.set_len(before) {
-                    tracing::error!(error = %cut, "cannot cut the spool segment back; starting a new one");
-                    self.len = self.segment_bytes;
+                match file.set_len(before) {
+                    Ok(()) => self.written = before,
+                    Err(cut) => {
+                        tracing::error!(error = %cut, "cannot cut the spool segment back; starting a new one");
+                        self.len = self.segment_bytes;
+                    }
                 }
                 Err(e)
             }
@@ -630,6 +674,7 @@ impl Committer {
             // The segment announced at open could not be created then: try again.
             self.file = Some(create_segment(&self.dir, self.segment)?);
             self.len = SEGMENT_HEADER_LEN;
+            self.written = SEGMENT_HEADER_LEN;
             self.stats
                 .disk_bytes
                 .fetch_add(SEGMENT_HEADER_LEN, Ordering::Relaxed);
@@ -639,13 +684,34 @@ impl Committer {
             return Ok(());
         }
         let next = self.segment + 1;
-        self.file = Some(create_segment(&self.dir, next)?);
+        let new = create_segment(&self.dir, next)?;
+        self.cut_zeros();
+        self.file = Some(new);
         self.segment = next;
         self.len = SEGMENT_HEADER_LEN;
+        self.written = SEGMENT_HEADER_LEN;
         self.stats
             .disk_bytes
             .fetch_add(SEGMENT_HEADER_LEN, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+impl Committer {
+    /// Cuts the zeros written ahead off the live segment, once no record will follow them there.
+    /// Not forced to disk: after a crash the zeros may still be there, and are read as unused.
+    fn cut_zeros(&mut self) {
+        if self.written == self.len {
+            return;
+        }
+        if let Some(file) = &self.file {
+            match file.set_len(self.len) {
+                Ok(()) => self.written = self.len,
+                Err(e) => {
+                    tracing::warn!(error = %e, segment = self.segment, "cannot cut the zeros off a spool segment; they are read as unused space")
+                }
+            }
+        }
     }
 }
 
@@ -673,6 +739,10 @@ enum Frame {
     Corrupt {
         skip: usize,
     },
+    /// Zeros written ahead and not yet (or never) overwritten: skip this many bytes.
+    Unused {
+        skip: usize,
+    },
 }
 
 /// Reads the frame at the start of `buf`, which extends to the end of what may be read; a frame
@@ -684,6 +754,12 @@ fn parse_frame(buf: &[u8]) -> Frame {
             .and_then(|rest| memchr::memmem::find(rest, &RECORD_MAGIC))
             .map_or(buf.len().max(1), |i| i + 1),
     };
+    if buf.first() == Some(&0) {
+        // A record starts with its magic, never a zero byte.
+        return Frame::Unused {
+            skip: buf.iter().position(|&b| b != 0).unwrap_or(buf.len()),
+        };
+    }
     if buf.len() < RECORD_HEADER_LEN || buf[..4] != RECORD_MAGIC {
         return corrupt();
     }
@@ -779,6 +855,11 @@ impl Reader {
                     }
                     Frame::Corrupt { skip } => {
                         self.skip_corrupt(skip);
+                        continue;
+                    }
+                    Frame::Unused { skip } => {
+                        self.consumed += skip;
+                        self.pos.offset += skip as u64;
                         continue;
                     }
                 }
@@ -952,9 +1033,10 @@ fn list_segments(dir: &Path) -> io::Result<Vec<(u64, u64)>> {
 
 fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
     let path = segment_path(dir, id);
+    // Not `append`: records are written at their offset, over zeros written ahead.
     let mut file = OpenOptions::new()
         .create_new(true)
-        .append(true)
+        .write(true)
         .open(&path)?;
     let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
     header[..8].copy_from_slice(SEGMENT_MAGIC);
@@ -1042,7 +1124,7 @@ fn count_records(dir: &Path, start: Position, until: u64) -> io::Result<u64> {
                     n += 1;
                     at += len;
                 }
-                Frame::Corrupt { skip } => at += skip,
+                Frame::Corrupt { skip } | Frame::Unused { skip } => at += skip,
             }
         }
     }
@@ -1143,6 +1225,74 @@ mod tests {
         );
         assert_eq!(m.spool_replayed.get(), 1);
         assert_eq!(a.stats().pending_records.load(Ordering::Relaxed), 1);
+        a.close();
+    }
+
+    #[tokio::test]
+    async fn records_overwrite_zeros_written_ahead_so_a_commit_rarely_changes_the_files_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.segment_bytes = 4 * ZERO_AHEAD;
+        let (a, mut r, _m) = open_at(o);
+        let frame = (RECORD_HEADER_LEN + payload(0).len()) as u64;
+        let size = || list_segments(dir.path()).unwrap()[0].1;
+        a.append(payload(0)).await.unwrap();
+        let ahead = SEGMENT_HEADER_LEN + frame + ZERO_AHEAD;
+        assert_eq!(size(), ahead);
+        for i in 1..20 {
+            a.append(payload(i)).await.unwrap();
+        }
+        assert_eq!(size(), ahead, "the next records went over the zeros");
+        let (got, _) = drain(&mut r).await;
+        assert_eq!(got, (0..20).map(payload).collect::<Vec<_>>());
+        a.close();
+        let records: usize = (0..20).map(|i| RECORD_HEADER_LEN + payload(i).len()).sum();
+        assert_eq!(
+            size(),
+            SEGMENT_HEADER_LEN + records as u64,
+            "closing cuts the zeros off"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sealed_segment_is_cut_back_to_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.segment_bytes = 4 * ZERO_AHEAD;
+        let (a, _r, _m) = open_at(o);
+        let big = vec![7u8; 300_000];
+        for _ in 0..15 {
+            a.append(big.clone()).await.unwrap();
+        }
+        let segs = list_segments(dir.path()).unwrap();
+        assert_eq!(segs.len(), 2);
+        let frame = (RECORD_HEADER_LEN + big.len()) as u64;
+        assert_eq!(segs[0].1, SEGMENT_HEADER_LEN + 14 * frame);
+        a.close();
+    }
+
+    #[tokio::test]
+    async fn zeros_a_crash_left_after_the_records_are_unused_space_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, r, _m) = open_at(opts(dir.path()));
+        for i in 0..10 {
+            a.append(payload(i)).await.unwrap();
+        }
+        a.close();
+        drop(r);
+        // As a power loss before the zeros were cut off would leave the segment.
+        let (id, len) = list_segments(dir.path()).unwrap()[0];
+        let file = OpenOptions::new()
+            .write(true)
+            .open(segment_path(dir.path(), id))
+            .unwrap();
+        file.set_len(len + ZERO_AHEAD).unwrap();
+        let (a, mut r, m) = open_at(opts(dir.path()));
+        assert_eq!(a.stats().pending_records.load(Ordering::Relaxed), 10);
+        let (got, _) = drain(&mut r).await;
+        assert_eq!(got, (0..10).map(payload).collect::<Vec<_>>());
+        assert_eq!(m.spool_corrupt_records.get(), 0);
+        assert_eq!(m.spool_corrupt_bytes.get(), 0);
         a.close();
     }
 

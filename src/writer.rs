@@ -511,16 +511,17 @@ impl Writer {
             replayed: false,
         };
         let mut bytes = 0u64;
-        let mut deadline: Option<tokio::time::Instant> = None;
+        // When the batch's first record came; its period runs from there.
+        let mut opened: Option<tokio::time::Instant> = None;
         loop {
             // Once a batch is open, take what is durable without waiting for more: waiting on the
             // spool woke this thread at every commit (~600 a second under load, each a context
             // switch costing tens of µs on a VM) to read a few dozen records into a batch that is
             // sent seconds later anyway. `Idle` below looks again every `CATCH_UP_POLL` instead.
-            let wait = deadline.map(|_| tokio::time::Instant::now());
-            match self.reader.next(wait).await? {
+            // The opening instant is already past, so it means "do not wait" without a clock read.
+            match self.reader.next(opened).await? {
                 Next::Record(rec) => {
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.cfg.period);
+                    opened.get_or_insert_with(tokio::time::Instant::now);
                     batch.records += 1;
                     batch.end = Some(rec.end);
                     batch.replayed |= rec.replayed;
@@ -539,7 +540,7 @@ impl Writer {
                 }
                 Next::Idle => {
                     let now = tokio::time::Instant::now();
-                    match deadline {
+                    match opened.map(|at| at + self.cfg.period) {
                         Some(at) if at > now => {
                             tokio::time::sleep_until(at.min(now + CATCH_UP_POLL)).await
                         }
