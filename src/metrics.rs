@@ -284,7 +284,7 @@ impl Metrics {
         );
         r.register(
             "footfall_spool_disk_bytes",
-            "Bytes of spool segment files on disk",
+            "Bytes of spool segment files on disk (not counting the up to 1 MiB of zeros written ahead in the live segment)",
             m.spool_disk_bytes.clone(),
         );
         r.register(

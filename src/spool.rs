@@ -143,7 +143,7 @@ impl AppendError {
 pub struct SpoolStats {
     /// The configured cap on undelivered bytes.
     pub max_bytes: u64,
-    /// Bytes in segment files on disk.
+    /// Bytes in segment files on disk, but for the zeros written ahead in the live one.
     pub disk_bytes: AtomicU64,
     /// Offset of the acknowledged position in the oldest segment kept.
     pub acked_offset: AtomicU64,
@@ -708,7 +708,12 @@ impl Committer {
             match file.set_len(self.len) {
                 Ok(()) => self.written = self.len,
                 Err(e) => {
-                    tracing::warn!(error = %e, segment = self.segment, "cannot cut the zeros off a spool segment; they are read as unused space")
+                    tracing::warn!(error = %e, segment = self.segment, "cannot cut the zeros off a spool segment; they are read as unused space");
+                    // They stay on disk, and removing the segment subtracts its whole size.
+                    self.stats
+                        .disk_bytes
+                        .fetch_add(self.written - self.len, Ordering::Relaxed);
+                    self.written = self.len;
                 }
             }
         }
