@@ -836,8 +836,7 @@ impl Reader {
                 match parse_frame(rest) {
                     Frame::Record { appended_ms, len } => {
                         let payload = rest[RECORD_HEADER_LEN..len].to_vec();
-                        self.consumed += len;
-                        self.pos.offset += len as u64;
+                        self.advance(len);
                         self.in_corrupt_run = false;
                         let replayed = self.pos <= self.replay_end;
                         if replayed {
@@ -861,8 +860,7 @@ impl Reader {
                         continue;
                     }
                     Frame::Unused { skip } => {
-                        self.consumed += skip;
-                        self.pos.offset += skip as u64;
+                        self.advance(skip);
                         continue;
                     }
                 }
@@ -912,8 +910,13 @@ impl Reader {
         }
         self.in_corrupt_run = true;
         self.metrics.spool_corrupt_bytes.inc_by(skip as u64);
-        self.consumed += skip;
-        self.pos.offset += skip as u64;
+        self.advance(skip);
+    }
+
+    /// Moves past `n` parsed bytes of the buffer.
+    fn advance(&mut self, n: usize) {
+        self.consumed += n;
+        self.pos.offset += n as u64;
     }
 
     fn segment_file(&mut self) -> io::Result<&File> {
