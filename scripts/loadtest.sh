@@ -8,14 +8,14 @@
 #   scripts/loadtest.sh [seconds=60] [connections=64]
 # A minute lets ClickHouse's background merges of what the run inserted happen inside the measured
 # window; in a 20-second run most of them came after it (ClickHouse's CPU per event read
-# 15-35 % lower than over a minute, more with longer batches). On ext4 without a journal, a run
-# started minutes after the last one deleted its ClickHouse data pays for slower inode allocation.
+# 15-35 % lower than over a minute, more with longer batches). Where the run keeps its data, and
+# why not in /tmp: see LOADTEST_DIR below.
 # Each session comes from its own client address (X-Forwarded-For, from 127.0.0.1 as a trusted
 # proxy) and footfall looks every one up in generated City and ISP databases of 475 136 networks
 # (examples/loadtest_geoip.rs), so the run pays for the whole enrichment a real deployment does:
 # geo and provider lookups, a visitor id and a rate-limiter cell per address.
 # Environment: FOOTFALL_BIN (another footfall binary, e.g. an older build to compare with),
-# SKIP_CEILING=1, and any FOOTFALL_* setting (FOOTFALL_SPOOL_FSYNC=never, ...).
+# LOADTEST_DIR, SKIP_CEILING=1, and any FOOTFALL_* setting (FOOTFALL_SPOOL_FSYNC=never, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
@@ -29,7 +29,18 @@ fi
 cargo build --release --quiet --bin footfall --example noop --example loadtest_geoip
 BIN=${FOOTFALL_BIN:-target/release/footfall}
 
-work=$(mktemp -d)
+# The run's data (footfall's spool, the managed ClickHouse's parts) goes on the disk, in a fresh
+# directory under target/loadtest (LOADTEST_DIR to choose another): not /tmp, which is tmpfs on
+# many systems, where the spool's fsync would cost nothing. target/loadtest is marked as the top
+# of a directory tree for ext4's allocator (chattr +T), so each run's directory starts in a block
+# group of its own. On ext4 without a journal (this kind of VM), creating a file in a group where
+# many files were deleted in the last minutes scans past every such inode: 115-340 us of CPU per
+# file in /tmp here, against 14-20 us in a fresh group, and a run's ClickHouse creates hundreds of
+# files a second (17 % of its CPU went to that scan). A journaled filesystem has no such scan.
+LOADTEST_DIR=${LOADTEST_DIR:-target/loadtest}
+mkdir -p "$LOADTEST_DIR"
+chattr +T "$LOADTEST_DIR" 2>/dev/null || true
+work=$(mktemp -d -p "$(cd "$LOADTEST_DIR" && pwd)")
 # The no-op server is started inside a command substitution, so its pid is kept in a file for this
 # trap to find when the run is interrupted.
 cleanup() {
