@@ -218,6 +218,8 @@ if [ -z "${SKIP_CEILING:-}" ]; then
 fi
 elapsed=$(echo "$end - $start" | bc -l)
 landed_rate=$(echo "$landed / $elapsed" | bc -l)
+# The host's CPU model: sessions of this kind of VM have landed on different ones.
+printf 'machine: %s, %s CPUs\n' "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" "$(nproc)"
 echo "$wrk_out" | sed -n '/Latency Distribution/,/99%/p'
 [ "$ceiling" = 0 ] || printf 'no-op actix ceiling:       %10.0f req/s (mean of %.0f before and %.0f after)\n' "$ceiling" "$ceiling_before" "$ceiling_after"
 printf 'footfall answered:         %10.0f req/s (non-2xx: %s)\n' "$answered" "${non2xx:-0}"
