@@ -124,15 +124,14 @@ settle() { sync; sleep 2; }
 # of it here); the run prints each phase's share, since the ceiling and footfall's load are
 # measured minutes apart and may not have had the same machine.
 machine_cpu() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $9, $5+$6; exit}' /proc/stat; }
-# Percent of the machine's time between two samples that was stolen, and that was idle.
+# Percent of the machine's time between two samples that was stolen, and that was idle, on one line.
 shares() {
   local t0 s0 i0 t1 s1 i1; read -r t0 s0 i0 <<< "$1"; read -r t1 s1 i1 <<< "$2"
-  echo "100 * ($s1 - $s0) / ($t1 - $t0)" | bc -l
-  echo "100 * ($i1 - $i0) / ($t1 - $t0)" | bc -l
+  awk -v t="$((t1 - t0))" -v s="$((s1 - s0))" -v i="$((i1 - i0))" 'BEGIN { print 100 * s / t, 100 * i / t }'
 }
 
 # 1. The ceiling: a no-op actix POST handler, with the same wrk settings. Prints its req/s and
-# the percent of the machine the host stole meanwhile.
+# the shares of the machine stolen and idle meanwhile.
 measure_ceiling() {
   settle
   local port; port=$(free_port)
@@ -141,11 +140,11 @@ measure_ceiling() {
   sleep 1
   local m0 rate; m0=$(machine_cpu)
   rate=$(wrk -t2 -c"$CONNS" -d"$((SECS < 20 ? SECS : 20))s" -s "$work/visits.lua" "http://127.0.0.1:$port/api/event" -- "$work/beacon.json" | awk '/Requests\/sec/ {print $2}')
-  echo "$rate $(shares "$m0" "$(machine_cpu)" | head -n 1)"
+  echo "$rate $(shares "$m0" "$(machine_cpu)")"
   kill "$pid"; wait "$pid" 2>/dev/null || true; rm -f "$work/noop.pid"
 }
 ceiling=0
-[ -n "${SKIP_CEILING:-}" ] || read -r ceiling_before steal_before <<< "$(measure_ceiling)"
+[ -n "${SKIP_CEILING:-}" ] || read -r ceiling_before steal_before _ <<< "$(measure_ceiling)"
 
 # 2. footfall with a managed ClickHouse (or FOOTFALL_CLICKHOUSE_URL if set).
 FF_PORT=$(free_port)
@@ -173,7 +172,7 @@ CH_PID=$(for p in $(pgrep -P "$FF_PID"); do pgrep -P "$p" '^clickhouse'; done | 
 RSS_PID=$!
 load_m0=$(machine_cpu)
 wrk_out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/visits.lua" "http://127.0.0.1:$FF_PORT/api/event" -- "$work/beacon.json")
-{ read -r steal_load; read -r idle_load; } < <(shares "$load_m0" "$(machine_cpu)")
+read -r steal_load idle_load <<< "$(shares "$load_m0" "$(machine_cpu)")"
 rss_kb=$(ps -o rss= -p "$FF_PID")
 cpu=$(ps -o %cpu= -p "$FF_PID")
 answered=$(echo "$wrk_out" | awk '/Requests\/sec/ {print $2}')
@@ -213,7 +212,7 @@ landed=$((after - before))
 # 3. The ceiling again, with footfall and its ClickHouse stopped.
 kill -TERM "$FF_PID" 2>/dev/null || true; wait "$FF_PID" 2>/dev/null || true
 if [ -z "${SKIP_CEILING:-}" ]; then
-  read -r ceiling_after steal_after <<< "$(measure_ceiling)"
+  read -r ceiling_after steal_after _ <<< "$(measure_ceiling)"
   ceiling=$(echo "($ceiling_before + $ceiling_after) / 2" | bc -l)
 fi
 elapsed=$(echo "$end - $start" | bc -l)
