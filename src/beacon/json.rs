@@ -7,6 +7,14 @@
 //! `serde_json` accepts for the same types, which the tests and the `parse` fuzz target check
 //! against `serde_json` itself on every input (`tests/json_differential.rs`, `fuzz/src/lib.rs`).
 //!
+//! Where strings end comes from `Stops`, built in one pass over the body before reading: SSE2 marks
+//! every `"`, `\` and control character sixteen bytes at a time, so each of a beacon's ~110 strings
+//! ends with a word lookup instead of a scan of its own, and the same pass finds the span between
+//! the first and last non-ASCII byte, the only part the UTF-8 check needs to read. Together with
+//! direct reading of plain integers this took the parse from ~27 800 to ~19 800 instructions per
+//! beacon (`benches/README.md`, 2026-12-03). The two `unsafe` blocks (the SSE2 load, and the
+//! body as text once its non-ASCII span is checked) say why they hold.
+//!
 //! Rules (serde_json's): whitespace is space, tab, LF, CR; strings forbid raw control characters,
 //! and unpaired surrogate escapes in every string that is kept (values under unknown keys are
 //! checked against the grammar only, where `\ud800` is allowed); numbers follow the JSON grammar
@@ -43,15 +51,150 @@ struct Number<'a> {
     magnitude: Option<u64>,
 }
 
-/// A cursor over one JSON text.
-pub struct Reader<'a> {
+/// Words of the stop index kept inline: bodies up to 3 KiB (most beacons) need no allocation.
+const INLINE_WORDS: usize = 48;
+
+/// Where every string of one body can stop: one bit per byte, set at each `"`, `\` and control
+/// character, and one more bit just past the end, so a lookup always finds a bit. Also where the
+/// body's non-ASCII bytes begin and end, so only that span needs a UTF-8 check.
+///
+/// Built once per body, sixteen bytes per step, so that finding a string's end is a word lookup
+/// instead of a scan: the eight-bytes-at-a-time scan per string was a third of the whole parse,
+/// most of it the fixed cost of starting and ending a scan on the 110 short strings of a beacon.
+pub struct Stops {
+    inline: [u64; INLINE_WORDS],
+    heap: Vec<u64>,
+    words: usize,
+    /// The first and last byte at or above 0x80, if any.
+    high: Option<(usize, usize)>,
+}
+
+impl Stops {
+    pub fn new(b: &[u8]) -> Self {
+        let words = b.len() / 64 + 1;
+        let mut stops = Stops {
+            inline: [0; INLINE_WORDS],
+            heap: Vec::new(),
+            words,
+            high: None,
+        };
+        if words > INLINE_WORDS {
+            stops.heap = vec![0; words];
+        }
+        let out = if words > INLINE_WORDS {
+            &mut stops.heap[..]
+        } else {
+            &mut stops.inline[..words]
+        };
+        let (blocks, rest) = b.as_chunks::<64>();
+        // The last, partial block is padded with spaces (neither a stop nor high).
+        let mut last = [b' '; 64];
+        last[..rest.len()].copy_from_slice(rest);
+        let mut high = None;
+        for (w, (word, block)) in out.iter_mut().zip(blocks.iter().chain([&last])).enumerate() {
+            let (stop, high_bits) = block_bits(block);
+            *word = stop;
+            if high_bits != 0 {
+                let first = w * 64 + high_bits.trailing_zeros() as usize;
+                let last = w * 64 + 63 - high_bits.leading_zeros() as usize;
+                high = Some(high.map_or((first, last), |(f, _)| (f, last)));
+            }
+        }
+        if let Some(word) = out.last_mut() {
+            *word |= 1 << rest.len();
+        }
+        stops.high = high;
+        stops
+    }
+
+    #[inline(always)]
+    fn words(&self) -> &[u64] {
+        if self.words > INLINE_WORDS {
+            &self.heap
+        } else {
+            &self.inline[..self.words]
+        }
+    }
+
+    /// `b` (the body this index was built from) as text, or `None` when it is not valid UTF-8.
+    /// Only the span from the first to the last non-ASCII byte is checked: a beacon is mostly
+    /// ASCII, and checking all of it was one twentieth of the parse.
+    pub fn text<'a>(&self, b: &'a [u8]) -> Option<&'a str> {
+        debug_assert_eq!(self.words, b.len() / 64 + 1);
+        if let Some((first, last)) = self.high {
+            std::str::from_utf8(b.get(first..=last)?).ok()?;
+        }
+        // SAFETY: every byte outside `first..=last` has its high bit clear (`Stops::new` saw all
+        // of them), so each is a whole one-byte character and the span's neighbours are
+        // character boundaries; the span itself is valid UTF-8 (checked above). Together the
+        // bytes are valid UTF-8. `tests::utf8_is_checked_where_it_can_be_wrong` compares this
+        // with `std::str::from_utf8` across block edges.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    }
+}
+
+/// The stop bits and the high-byte bits of 64 bytes, bit `i` for byte `i`.
+#[inline(always)]
+fn block_bits(block: &[u8; 64]) -> (u64, u64) {
+    let (quarters, _) = block.as_chunks::<16>();
+    let (mut stop, mut high) = (0, 0);
+    for (k, q) in quarters.iter().enumerate() {
+        let (s, h) = bits16(q);
+        stop |= u64::from(s) << (16 * k);
+        high |= u64::from(h) << (16 * k);
+    }
+    (stop, high)
+}
+
+/// The stop bits and high-byte bits of 16 bytes with SSE2, which every x86-64 CPU has.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn bits16(q: &[u8; 16]) -> (u16, u16) {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of the x86-64 baseline, so the target always enables it; the one
+    // memory access is an unaligned load of exactly the sixteen bytes `q` borrows.
+    unsafe {
+        let v = _mm_loadu_si128(q.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let slash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // Below 0x20 as unsigned bytes: min(c, 0x1f) == c.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        let stop = _mm_or_si128(_mm_or_si128(quote, slash), control);
+        (_mm_movemask_epi8(stop) as u16, _mm_movemask_epi8(v) as u16)
+    }
+}
+
+/// The same, one byte at a time, where SSE2 is not there.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn bits16(q: &[u8; 16]) -> (u16, u16) {
+    let (mut stop, mut high) = (0, 0);
+    for (i, &c) in q.iter().enumerate() {
+        stop |= u16::from(c == b'"' || c == b'\\' || c < 0x20) << i;
+        high |= u16::from(c >= 0x80) << i;
+    }
+    (stop, high)
+}
+
+/// A cursor over one JSON text and its stop index.
+pub struct Reader<'a, 's> {
     text: &'a str,
+    stops: &'s [u64],
     at: usize,
 }
 
-impl<'a> Reader<'a> {
-    pub fn new(text: &'a str) -> Self {
-        Self { text, at: 0 }
+impl<'a, 's> Reader<'a, 's> {
+    /// `stops` must be the index of this same `text`.
+    pub fn new(text: &'a str, stops: &'s Stops) -> Self {
+        debug_assert_eq!(stops.words, text.len() / 64 + 1);
+        Self {
+            text,
+            stops: stops.words(),
+            at: 0,
+        }
     }
 
     #[cold]
@@ -73,7 +216,8 @@ impl<'a> Reader<'a> {
     pub fn peek(&mut self) -> Option<u8> {
         let b = self.bytes();
         while let Some(&c) = b.get(self.at) {
-            if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+            // Nothing above the space is whitespace: one compare for what a tracker sends.
+            if c > b' ' || !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
                 return Some(c);
             }
             self.at += 1;
@@ -197,11 +341,25 @@ impl<'a> Reader<'a> {
         self.string_rest()
     }
 
-    /// The rest of a string whose opening quote was just consumed.
-    #[inline]
+    /// The rest of a string whose opening quote was just consumed. The common case (no escape)
+    /// is a handful of instructions inlined at each caller; everything else is out of line.
+    #[inline(always)]
     fn string_rest(&mut self) -> Result<Cow<'a, str>> {
         let start = self.at;
         let stop = self.scan(start);
+        if self.bytes().get(stop) == Some(&b'"') {
+            if let Some(s) = self.text.get(start..stop) {
+                self.at = stop + 1;
+                return Ok(Cow::Borrowed(s));
+            }
+        }
+        self.string_end(start, stop)
+    }
+
+    /// A string that stops at an escape, a control character or the end of the text.
+    #[cold]
+    #[inline(never)]
+    fn string_end(&mut self, start: usize, stop: usize) -> Result<Cow<'a, str>> {
         match self.bytes().get(stop) {
             Some(b'"') => {
                 self.at = stop + 1;
@@ -220,35 +378,22 @@ impl<'a> Reader<'a> {
     }
 
     /// The index of the first `"`, `\` or control character at or after `from` (or the end).
-    /// Eight bytes at a time: beacon strings are mostly short, but URLs and WebGL renderers are not.
-    /// (An SSE2 version, sixteen at a time, measured no faster on a real beacon: tried, not kept.)
     #[inline(always)]
-    fn scan(&self, mut i: usize) -> usize {
-        const ONES: u64 = u64::MAX / 255;
-        const HIGH: u64 = ONES << 7;
-        let b = self.bytes();
-        while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
-            let x = u64::from_le_bytes(*chunk);
-            let quote = x ^ (ONES * u64::from(b'"'));
-            let slash = x ^ (ONES * u64::from(b'\\'));
-            // A byte is flagged when it is zero after the XOR (the classic "has zero byte" test)
-            // or below 0x20; bytes >= 0x80 are excluded by `!x`.
-            let hit = (quote.wrapping_sub(ONES) & !quote)
-                | (slash.wrapping_sub(ONES) & !slash)
-                | (x.wrapping_sub(ONES * 0x20) & !x);
-            let hit = hit & HIGH;
-            if hit != 0 {
-                return i + (hit.trailing_zeros() / 8) as usize;
+    fn scan(&self, from: usize) -> usize {
+        let mut w = from / 64;
+        let Some(&first) = self.stops.get(w) else {
+            return self.text.len();
+        };
+        let mut bits = first & (u64::MAX << (from % 64));
+        while bits == 0 {
+            w += 1;
+            match self.stops.get(w) {
+                Some(&next) => bits = next,
+                None => return self.text.len(),
             }
-            i += 8;
         }
-        while let Some(&c) = b.get(i) {
-            if c == b'"' || c == b'\\' || c < 0x20 {
-                return i;
-            }
-            i += 1;
-        }
-        i
+        // The end-of-text bit bounds it; `min` keeps a wrong index from ever pointing past it.
+        (w * 64 + bits.trailing_zeros() as usize).min(self.text.len())
     }
 
     fn slice(&self, from: usize, to: usize) -> Result<&'a str> {
@@ -428,18 +573,16 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
-    /// A plain unsigned integer up to `max`, read straight from its digits: most numbers in a
-    /// beacon are. Anything else (a sign, fraction, exponent, leading zero, 20+ digits, too large)
-    /// goes the general way, which gives the same value or error.
-    #[inline]
-    fn unsigned(&mut self, max: u64, what: &'static str) -> Result<u64> {
+    /// The magnitude of a plain integer whose first digit (1-9) is at `start`, and the index after
+    /// it, read straight from the digits: most numbers in a beacon are. `None` for anything the
+    /// general way must decide (a fraction, an exponent, a digit after 19), which then gives the
+    /// same value or error.
+    #[inline(always)]
+    fn plain_digits(&self, start: usize) -> Option<(u64, usize)> {
         let b = self.bytes();
-        let start = match self.peek() {
-            Some(b'1'..=b'9') => self.at,
-            _ => return self.integer(0, max.into(), what).map(|v| v as u64),
-        };
         let mut i = start;
         let mut value = 0u64;
+        // Nineteen digits cannot overflow a u64.
         while let Some(&d @ b'0'..=b'9') = b.get(i) {
             value = value * 10 + u64::from(d - b'0');
             i += 1;
@@ -447,11 +590,46 @@ impl<'a> Reader<'a> {
                 break;
             }
         }
-        if value > max || matches!(b.get(i), Some(b'0'..=b'9' | b'.' | b'e' | b'E')) {
-            return self.integer(0, max.into(), what).map(|v| v as u64);
+        match b.get(i) {
+            Some(b'0'..=b'9' | b'.' | b'e' | b'E') => None,
+            _ => Some((value, i)),
         }
-        self.at = i;
-        Ok(value)
+    }
+
+    /// A non-negative integer up to `max`.
+    #[inline]
+    fn unsigned(&mut self, max: u64, what: &'static str) -> Result<u64> {
+        if let Some(b'1'..=b'9') = self.peek() {
+            if let Some((value, end)) = self.plain_digits(self.at) {
+                if value <= max {
+                    self.at = end;
+                    return Ok(value);
+                }
+            }
+        }
+        self.integer(0, max.into(), what).map(|v| v as u64)
+    }
+
+    /// An integer within `[min, max]`, either sign.
+    #[inline]
+    fn signed(&mut self, min: i64, max: i64, what: &'static str) -> Result<i64> {
+        let negative = self.peek() == Some(b'-');
+        let first = self.at + usize::from(negative);
+        if let Some(b'1'..=b'9') = self.bytes().get(first) {
+            if let Some((magnitude, end)) = self.plain_digits(first) {
+                let value = if negative {
+                    -i128::from(magnitude)
+                } else {
+                    i128::from(magnitude)
+                };
+                if (i128::from(min)..=i128::from(max)).contains(&value) {
+                    self.at = end;
+                    // In range, so the narrowing is exact.
+                    return Ok(value as i64);
+                }
+            }
+        }
+        self.integer(min.into(), max.into(), what).map(|v| v as i64)
     }
 
     pub fn u32(&mut self) -> Result<u32> {
@@ -465,30 +643,45 @@ impl<'a> Reader<'a> {
     }
 
     pub fn i32(&mut self) -> Result<i32> {
-        self.integer(i32::MIN.into(), i32::MAX.into(), "a 32-bit integer")
+        self.signed(i32::MIN.into(), i32::MAX.into(), "a 32-bit integer")
             .map(|v| v as i32)
     }
 
     pub fn i64(&mut self) -> Result<i64> {
-        self.integer(i64::MIN.into(), i64::MAX.into(), "a 64-bit integer")
-            .map(|v| v as i64)
+        self.signed(i64::MIN, i64::MAX, "a 64-bit integer")
     }
 
     /// Any number as an `f64`, correctly rounded; one too large for an `f64` is an error.
     pub fn f64(&mut self) -> Result<f64> {
-        self.float(|v: &f64| v.is_finite())
+        // Integers up to 2^53 are exact in an f64, so converting one is the correct rounding.
+        self.float(
+            |v: &f64| v.is_finite(),
+            |m| (m <= 1 << 53).then_some(m as f64),
+        )
     }
 
     /// Any number as an `f32`, rounded once from the decimal text (as serde_json's
     /// `float_roundtrip` does; without it, serde rounds to `f64` first).
     pub fn f32(&mut self) -> Result<f32> {
-        self.float(|v: &f32| v.is_finite())
+        // Integers up to 2^24 are exact in an f32 (`"mem": 8`, `"dpr": 1`).
+        self.float(
+            |v: &f32| v.is_finite(),
+            |m| (m <= 1 << 24).then_some(m as f32),
+        )
     }
 
-    /// A number token parsed by the standard library, which rounds correctly (integers too, so
-    /// they need no path of their own); one that overflows to infinity is an error.
-    fn float<T: std::str::FromStr>(&mut self, finite: fn(&T) -> bool) -> Result<T> {
+    /// A number token parsed by the standard library, which rounds correctly; an integer that
+    /// `exact` can convert without rounding skips it. One that overflows to infinity is an error.
+    fn float<T: std::str::FromStr + std::ops::Neg<Output = T>>(
+        &mut self,
+        finite: fn(&T) -> bool,
+        exact: fn(u64) -> Option<T>,
+    ) -> Result<T> {
         let n = self.number("a number")?;
+        if let (true, Some(v)) = (n.integer, n.magnitude.and_then(exact)) {
+            // `-0` stays a negative zero, as the standard library reads it.
+            return Ok(if n.negative { -v } else { v });
+        }
         match n.text.parse::<T>() {
             Ok(v) if finite(&v) => Ok(v),
             Ok(_) => Err(self.error("number out of range")),
@@ -612,8 +805,15 @@ fn simple_escape(c: u8) -> Option<char> {
 mod tests {
     use super::*;
 
+    /// Runs `f` on a reader over `text`.
+    fn read<T>(text: &str, f: impl FnOnce(&mut Reader<'_, '_>) -> T) -> T {
+        let stops = Stops::new(text.as_bytes());
+        f(&mut Reader::new(text, &stops))
+    }
+
     fn string(json: &str) -> Result<Cow<'_, str>> {
-        let mut r = Reader::new(json);
+        let stops = Stops::new(json.as_bytes());
+        let mut r = Reader::new(json, &stops);
         let s = r.string()?;
         r.end()?;
         Ok(s)
@@ -644,7 +844,7 @@ mod tests {
                         s.extend(std::iter::repeat_n(b'y', after));
                         let text = String::from_utf8(s).unwrap();
                         assert_eq!(
-                            Reader::new(&text).scan(0),
+                            read(&text, |r| r.scan(0)),
                             at,
                             "{fill:?} x {len}, stop {stop}"
                         );
@@ -652,12 +852,12 @@ mod tests {
                 }
                 // No stop at all: the scan ends at the end.
                 let text = fill.repeat(len);
-                assert_eq!(Reader::new(&text).scan(0), text.len());
+                assert_eq!(read(&text, |r| r.scan(0)), text.len());
             }
         }
         // Bytes >= 0x80 (UTF-8) and 0x20 are not stops.
         let text = "é é é é é ñ\u{7f} \"";
-        assert_eq!(Reader::new(text).scan(0), text.find('"').unwrap());
+        assert_eq!(read(text, |r| r.scan(0)), text.find('"').unwrap());
     }
 
     #[test]
@@ -681,10 +881,7 @@ mod tests {
 
     #[test]
     fn numbers_follow_the_json_grammar() {
-        let f = |s: &str| {
-            let mut r = Reader::new(s);
-            r.f64().and_then(|v| r.end().map(|()| v))
-        };
+        let f = |s: &str| read(s, |r| r.f64().and_then(|v| r.end().map(|()| v)));
         assert_eq!(f("0").unwrap(), 0.0);
         assert_eq!(f("-0.5e-3").unwrap(), -0.0005);
         assert_eq!(f("1E2").unwrap(), 100.0);
@@ -698,7 +895,7 @@ mod tests {
 
     #[test]
     fn integers_are_exact_and_range_checked() {
-        let u = |s: &str| Reader::new(s).u32();
+        let u = |s: &str| read(s, |r| r.u32());
         assert_eq!(u("4294967295").unwrap(), u32::MAX);
         for bad in [
             "4294967296",
@@ -711,18 +908,135 @@ mod tests {
         ] {
             assert!(u(bad).is_err(), "{bad:?} was accepted");
         }
-        assert_eq!(Reader::new("-9223372036854775808").i64().unwrap(), i64::MIN);
-        assert!(Reader::new("9223372036854775808").i64().is_err());
-        assert_eq!(Reader::new("-2147483648").i32().unwrap(), i32::MIN);
-        assert_eq!(Reader::new("18446744073709551615").u64().unwrap(), u64::MAX);
+        assert_eq!(read("-9223372036854775808", |r| r.i64()).unwrap(), i64::MIN);
+        assert!(read("9223372036854775808", |r| r.i64()).is_err());
+        assert_eq!(read("-2147483648", |r| r.i32()).unwrap(), i32::MIN);
+        assert_eq!(read("18446744073709551615", |r| r.u64()).unwrap(), u64::MAX);
+    }
+
+    #[test]
+    fn utf8_is_checked_where_it_can_be_wrong() {
+        // Text is valid exactly when the standard library says so, wherever the non-ASCII bytes
+        // sit: both ends of the checked span at every offset across the 64-byte blocks, cut
+        // characters at the end, and bytes that are never UTF-8.
+        let pieces: [&[u8]; 9] = [
+            "é".as_bytes(),
+            "😀".as_bytes(),
+            &[0xC3],
+            &[0x80],
+            &[0xF0, 0x9F, 0x98],
+            &[0xFF],
+            &[0xED, 0xA0, 0x80],
+            &[0xC0, 0xAF],
+            "ж".as_bytes(),
+        ];
+        for len in [0, 1, 15, 16, 62, 63, 64, 65, 127, 128, 200] {
+            for at in [0, 1, 31, 62, 63, 64, 65, 100, 150, 199] {
+                for (i, a) in pieces.iter().enumerate() {
+                    for b in [&pieces[..], &[b"" as &[u8]]].concat() {
+                        let mut body = vec![b'x'; len];
+                        let at = at.min(len);
+                        body.splice(at..at, a.iter().copied());
+                        body.extend_from_slice(b);
+                        let stops = Stops::new(&body);
+                        assert_eq!(
+                            stops.text(&body).is_some(),
+                            std::str::from_utf8(&body).is_ok(),
+                            "piece {i} at {at} of {len}, then {b:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_integers_and_the_general_way_agree() {
+        // The direct digit reader and the grammar-checked one give the same value or error.
+        fn both(text: &str, min: i64, max: i64) -> (Option<i64>, Option<i64>) {
+            let whole =
+                |r: &mut Reader<'_, '_>, v: Result<i64>| v.and_then(|v| r.end().map(|()| v));
+            let fast = read(text, |r| {
+                let v = r.signed(min, max, "an integer");
+                whole(r, v)
+            });
+            let general = read(text, |r| {
+                let v = r
+                    .integer(min.into(), max.into(), "an integer")
+                    .map(|v| v as i64);
+                whole(r, v)
+            });
+            (fast.ok(), general.ok())
+        }
+        for text in [
+            "1",
+            "7",
+            "-7",
+            "300",
+            "-300",
+            "2147483647",
+            "2147483648",
+            "-2147483648",
+            "-2147483649",
+            "-0",
+            "0",
+            "01",
+            "-01",
+            "1.5",
+            "1e2",
+            "-",
+            "-x",
+            "12x",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "99999999999999999999",
+            "1234567890123456789",
+            "12345678901234567890",
+        ] {
+            let (fast, general) = both(text, i32::MIN.into(), i32::MAX.into());
+            assert_eq!(fast, general, "i32 {text}");
+            let (fast, general) = both(text, i64::MIN, i64::MAX);
+            assert_eq!(fast, general, "i64 {text}");
+        }
+        assert_eq!(both("-300", -1000, 1000).0, Some(-300));
+        assert_eq!(
+            both("-9223372036854775808", i64::MIN, i64::MAX).0,
+            Some(i64::MIN)
+        );
+    }
+
+    #[test]
+    fn floats_are_the_standard_librarys_rounding() {
+        for text in [
+            "0",
+            "-0",
+            "1",
+            "16",
+            "-3",
+            "16777216",
+            "16777217",
+            "16777219",
+            "9007199254740993",
+            "18446744073709551615",
+            "123456789012345678901",
+            "1.25",
+            "2.625",
+            "1e3",
+            "-0.0",
+        ] {
+            let f32 = read(text, |r| r.f32()).unwrap();
+            let want = text.parse::<f32>().unwrap();
+            assert_eq!(f32.to_bits(), want.to_bits(), "f32 {text}");
+            let f64 = read(text, |r| r.f64()).unwrap();
+            let want = text.parse::<f64>().unwrap();
+            assert_eq!(f64.to_bits(), want.to_bits(), "f64 {text}");
+        }
     }
 
     #[test]
     fn skip_checks_what_it_skips_at_any_depth() {
-        let skip = |s: &str| {
-            let mut r = Reader::new(s);
-            r.skip().and_then(|()| r.end())
-        };
+        let skip = |s: &str| read(s, |r| r.skip().and_then(|()| r.end()));
         assert!(skip(r#" {"a":[1,-2.5e3,true,false,null,"x",{}], "b" : [] } "#).is_ok());
         // Skipped strings are grammar-checked, not decoded: an unpaired surrogate passes there
         // (as in serde_json), though `string` refuses it in any value that is kept.
@@ -758,8 +1072,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_byte() {
-        let mut r = Reader::new(r#"{"a" 1}"#);
-        let e = r.skip().unwrap_err().to_string();
+        let e = read(r#"{"a" 1}"#, |r| r.skip()).unwrap_err().to_string();
         assert_eq!(e, "expected `:` at byte 5");
     }
 }

@@ -389,9 +389,10 @@ pub fn parse(body: &[u8]) -> Result<Validated<'_>, BeaconError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BeaconError::Empty);
     }
+    let stops = json::Stops::new(body);
     // Checked up front so invalid UTF-8 gets its own message rather than a JSON position.
-    let text = std::str::from_utf8(body).map_err(|_| BeaconError::Utf8)?;
-    let mut reader = json::Reader::new(text);
+    let text = stops.text(body).ok_or(BeaconError::Utf8)?;
+    let mut reader = json::Reader::new(text, &stops);
     let beacon = decode::beacon(&mut reader)
         .and_then(|b| reader.end().map(|()| b))
         .map_err(|e| BeaconError::Json(e.to_string()))?;
