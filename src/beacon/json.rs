@@ -61,7 +61,9 @@ const INLINE_WORDS: usize = 48;
 /// Built once per body, sixteen bytes per step, so that finding a string's end is a word lookup
 /// instead of a scan: the eight-bytes-at-a-time scan per string was a third of the whole parse,
 /// most of it the fixed cost of starting and ending a scan on the 110 short strings of a beacon.
-pub struct Stops {
+pub struct Stops<'b> {
+    /// The body the index describes, kept so `text` cannot be handed another one.
+    body: &'b [u8],
     inline: [u64; INLINE_WORDS],
     heap: Vec<u64>,
     words: usize,
@@ -69,10 +71,11 @@ pub struct Stops {
     high: Option<(usize, usize)>,
 }
 
-impl Stops {
-    pub fn new(b: &[u8]) -> Self {
+impl<'b> Stops<'b> {
+    pub fn new(b: &'b [u8]) -> Self {
         let words = b.len() / 64 + 1;
         let mut stops = Stops {
+            body: b,
             inline: [0; INLINE_WORDS],
             heap: Vec::new(),
             words,
@@ -116,16 +119,16 @@ impl Stops {
         }
     }
 
-    /// `b` (the body this index was built from) as text, or `None` when it is not valid UTF-8.
-    /// Only the span from the first to the last non-ASCII byte is checked: a beacon is mostly
-    /// ASCII, and checking all of it was one twentieth of the parse.
-    pub fn text<'a>(&self, b: &'a [u8]) -> Option<&'a str> {
-        debug_assert_eq!(self.words, b.len() / 64 + 1);
+    /// The body as text, or `None` when it is not valid UTF-8. Only the span from the first to
+    /// the last non-ASCII byte is checked: a beacon is mostly ASCII, and checking all of it was
+    /// one twentieth of the parse.
+    pub fn text(&self) -> Option<&'b str> {
+        let b = self.body;
         if let Some((first, last)) = self.high {
             std::str::from_utf8(b.get(first..=last)?).ok()?;
         }
         // SAFETY: every byte outside `first..=last` has its high bit clear (`Stops::new` saw all
-        // of them), so each is a whole one-byte character and the span's neighbours are
+        // of them, in this same `body`, which the struct borrows immutably), so each is a whole one-byte character and the span's neighbours are
         // character boundaries; the span itself is valid UTF-8 (checked above). Together the
         // bytes are valid UTF-8. `tests::utf8_is_checked_where_it_can_be_wrong` compares this
         // with `std::str::from_utf8` across block edges.
@@ -188,7 +191,7 @@ pub struct Reader<'a, 's> {
 
 impl<'a, 's> Reader<'a, 's> {
     /// `stops` must be the index of this same `text`.
-    pub fn new(text: &'a str, stops: &'s Stops) -> Self {
+    pub fn new(text: &'a str, stops: &'s Stops<'_>) -> Self {
         debug_assert_eq!(stops.words, text.len() / 64 + 1);
         Self {
             text,
@@ -940,7 +943,7 @@ mod tests {
                         body.extend_from_slice(b);
                         let stops = Stops::new(&body);
                         assert_eq!(
-                            stops.text(&body).is_some(),
+                            stops.text().is_some(),
                             std::str::from_utf8(&body).is_ok(),
                             "piece {i} at {at} of {len}, then {b:?}"
                         );
