@@ -11,7 +11,7 @@
 //! every `"`, `\` and control character sixteen bytes at a time, so each of a beacon's ~110 strings
 //! ends with a word lookup instead of a scan of its own, and the same pass finds the span between
 //! the first and last non-ASCII byte, the only part the UTF-8 check needs to read. Together with
-//! direct reading of plain integers this took the parse from ~27 800 to ~19 800 instructions per
+//! direct reading of plain integers this took the parse from ~27 800 to ~19 600 instructions per
 //! beacon (`benches/README.md`, 2026-12-03). The two `unsafe` blocks (the SSE2 load, and the
 //! body as text once its non-ASCII span is checked) say why they hold.
 //!
@@ -81,10 +81,8 @@ impl<'b> Stops<'b> {
             words,
             high: None,
         };
-        if words > INLINE_WORDS {
-            stops.heap = vec![0; words];
-        }
         let out = if words > INLINE_WORDS {
+            stops.heap = vec![0; words];
             &mut stops.heap[..]
         } else {
             &mut stops.inline[..words]
@@ -119,18 +117,28 @@ impl<'b> Stops<'b> {
         }
     }
 
+    /// A reader over the indexed body, or `None` when the body is not valid UTF-8. The reader
+    /// can only come from here, so its text and its index are always the same body.
+    pub fn reader(&self) -> Option<Reader<'b, '_>> {
+        Some(Reader {
+            text: self.text()?,
+            stops: self.words(),
+            at: 0,
+        })
+    }
+
     /// The body as text, or `None` when it is not valid UTF-8. Only the span from the first to
     /// the last non-ASCII byte is checked: a beacon is mostly ASCII, and checking all of it was
     /// one twentieth of the parse.
-    pub fn text(&self) -> Option<&'b str> {
+    fn text(&self) -> Option<&'b str> {
         let b = self.body;
         if let Some((first, last)) = self.high {
             std::str::from_utf8(b.get(first..=last)?).ok()?;
         }
         // SAFETY: every byte outside `first..=last` has its high bit clear (`Stops::new` saw all
-        // of them, in this same `body`, which the struct borrows immutably), so each is a whole one-byte character and the span's neighbours are
-        // character boundaries; the span itself is valid UTF-8 (checked above). Together the
-        // bytes are valid UTF-8. `tests::utf8_is_checked_where_it_can_be_wrong` compares this
+        // of them, in this same `body`, which the struct borrows immutably), so each is a whole
+        // one-byte character and the span's neighbours are character boundaries; the span itself
+        // is valid UTF-8 (checked above). Together the bytes are valid UTF-8. `tests::utf8_is_checked_where_it_can_be_wrong` compares this
         // with `std::str::from_utf8` across block edges.
         Some(unsafe { std::str::from_utf8_unchecked(b) })
     }
@@ -182,7 +190,7 @@ fn bits16(q: &[u8; 16]) -> (u16, u16) {
     (stop, high)
 }
 
-/// A cursor over one JSON text and its stop index.
+/// A cursor over one JSON text and its stop index (made by `Stops::reader`).
 pub struct Reader<'a, 's> {
     text: &'a str,
     stops: &'s [u64],
@@ -190,16 +198,6 @@ pub struct Reader<'a, 's> {
 }
 
 impl<'a, 's> Reader<'a, 's> {
-    /// `stops` must be the index of this same `text`.
-    pub fn new(text: &'a str, stops: &'s Stops<'_>) -> Self {
-        debug_assert_eq!(stops.words, text.len() / 64 + 1);
-        Self {
-            text,
-            stops: stops.words(),
-            at: 0,
-        }
-    }
-
     #[cold]
     #[inline(never)]
     pub fn error(&self, msg: impl Into<Cow<'static, str>>) -> JsonError {
@@ -681,7 +679,7 @@ impl<'a, 's> Reader<'a, 's> {
         exact: fn(u64) -> Option<T>,
     ) -> Result<T> {
         let n = self.number("a number")?;
-        if let (true, Some(v)) = (n.integer, n.magnitude.and_then(exact)) {
+        if let Some(v) = n.magnitude.filter(|_| n.integer).and_then(exact) {
             // `-0` stays a negative zero, as the standard library reads it.
             return Ok(if n.negative { -v } else { v });
         }
@@ -811,12 +809,12 @@ mod tests {
     /// Runs `f` on a reader over `text`.
     fn read<T>(text: &str, f: impl FnOnce(&mut Reader<'_, '_>) -> T) -> T {
         let stops = Stops::new(text.as_bytes());
-        f(&mut Reader::new(text, &stops))
+        f(&mut stops.reader().unwrap())
     }
 
     fn string(json: &str) -> Result<Cow<'_, str>> {
         let stops = Stops::new(json.as_bytes());
-        let mut r = Reader::new(json, &stops);
+        let mut r = stops.reader().unwrap();
         let s = r.string()?;
         r.end()?;
         Ok(s)
@@ -943,7 +941,7 @@ mod tests {
                         body.extend_from_slice(b);
                         let stops = Stops::new(&body);
                         assert_eq!(
-                            stops.text().is_some(),
+                            stops.reader().is_some(),
                             std::str::from_utf8(&body).is_ok(),
                             "piece {i} at {at} of {len}, then {b:?}"
                         );

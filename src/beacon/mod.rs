@@ -391,8 +391,7 @@ pub fn parse(body: &[u8]) -> Result<Validated<'_>, BeaconError> {
     }
     let stops = json::Stops::new(body);
     // Checked up front so invalid UTF-8 gets its own message rather than a JSON position.
-    let text = stops.text().ok_or(BeaconError::Utf8)?;
-    let mut reader = json::Reader::new(text, &stops);
+    let mut reader = stops.reader().ok_or(BeaconError::Utf8)?;
     let beacon = decode::beacon(&mut reader)
         .and_then(|b| reader.end().map(|()| b))
         .map_err(|e| BeaconError::Json(e.to_string()))?;
