@@ -373,7 +373,10 @@ async fn handle(
         cause,
     };
     // Sized for a whole record at once: growing from empty cost eight reallocations per event.
-    let record = postcard::to_extend(&row, Vec::with_capacity(RECORD_CAPACITY))
+    // Through `io::Write`, whose `Vec` writes each string with one copy: `postcard::to_extend`
+    // went through an iterator byte by byte, ~8 400 instructions per event (`benches/README.md`,
+    // 2026-12-03, sixteenth session).
+    let record = postcard::to_io(&row, Vec::with_capacity(RECORD_CAPACITY))
         .map_err(|e| unavailable(AppendError::Io(format!("cannot encode the event: {e}"))))?;
     // The 202 is sent only once the event is durable in the spool. The answer comes through this
     // worker's relay when the server registered one (`serve`), one wake-up per commit.
