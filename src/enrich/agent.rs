@@ -200,11 +200,12 @@ pub fn parse_sec_ch_ua(header: &str) -> Vec<Brand<'_>> {
             }
             end += 1;
         }
+        // Byte-wise: a header value is visible ASCII (actix gives no `&str` otherwise), and the
+        // `char` trims and the `str` searches behind them were half of this function.
         let major = header[close + 1..end]
             .split(';')
-            .find_map(|p| p.trim().strip_prefix("v="))
-            .unwrap_or("")
-            .trim_matches('"');
+            .find_map(|p| p.trim_ascii().strip_prefix("v="))
+            .map_or("", trim_quotes);
         if !name.is_empty() && !is_grease(name) {
             out.push(Brand { name, major });
         }
@@ -240,9 +241,23 @@ pub fn brands<'a>(
     .unwrap_or_default()
 }
 
+/// `s` without the `"` at either end (any number of them).
+fn trim_quotes(s: &str) -> &str {
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| c != b'"').unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| c != b'"').map_or(start, |p| p + 1);
+    // Both ends sit next to an ASCII quote or at the ends of `s`, so on character boundaries.
+    s.get(start..end).unwrap_or("")
+}
+
 /// GREASE brands are deliberate noise ("Not?A_Brand", "Not)A;Brand", ...).
 fn is_grease(name: &str) -> bool {
-    name.starts_with("Not") && (name.contains("Brand") || name.contains("brand"))
+    // A window compare: a `str` search sets up a searcher that costs more than these short names.
+    name.starts_with("Not")
+        && name
+            .as_bytes()
+            .windows(5)
+            .any(|w| w[1..] == *b"rand" && matches!(w[0], b'B' | b'b'))
 }
 
 /// The most specific brand: a product brand over the engine brand "Chromium".
@@ -346,6 +361,49 @@ mod tests {
             p.parse(&format!("Agent/{i}"));
         }
         assert!(p.cache.len() <= 32, "cache grew to {}", p.cache.len());
+    }
+
+    #[test]
+    fn byte_wise_quote_trim_and_grease_test_agree_with_the_str_ones() {
+        let mut cases: Vec<String> = [
+            "",
+            "\"",
+            "\"\"",
+            "156",
+            "\"156\"",
+            "\"\"156\"\"",
+            "\"15\"6\"",
+            "Not",
+            "NotBrand",
+            "Not?A_Brand",
+            "Not)A;Brand",
+            "Not_A Brand",
+            "Not A brand",
+            "Not-A.Brand",
+            "NotA_Bran",
+            "Nobrand",
+            "Chromium",
+            "Not;A=Brand",
+            "Brand Not",
+            "Not\"Brand",
+        ]
+        .map(String::from)
+        .to_vec();
+        // Every string of up to five characters over the letters that matter.
+        let alphabet = ['"', 'N', 'o', 't', 'B', 'b', 'r', 'a', 'n', 'd', '1'];
+        let mut level = vec![String::new()];
+        for _ in 0..5 {
+            level = level
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            cases.extend(level.iter().cloned());
+        }
+        for s in &cases {
+            assert_eq!(trim_quotes(s), s.trim_matches('"'), "{s:?}");
+            let grease = s.starts_with("Not") && (s.contains("Brand") || s.contains("brand"));
+            assert_eq!(is_grease(s), grease, "{s:?}");
+        }
     }
 
     #[test]
