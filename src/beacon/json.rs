@@ -957,7 +957,8 @@ mod tests {
             }
             (stop, high)
         };
-        let avx2 = cfg!(target_arch = "x86_64") && std::is_x86_feature_detected!("avx2");
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::is_x86_feature_detected!("avx2");
         for pos in 0..64 {
             for c in 0..=255u8 {
                 let mut block = [b'a'; 64];
