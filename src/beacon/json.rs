@@ -969,7 +969,7 @@ mod tests {
                 #[cfg(target_arch = "x86_64")]
                 if avx2 {
                     // SAFETY: this CPU has AVX2, checked above.
-                    let got = unsafe { index_avx2_block(&block) };
+                    let got = unsafe { block_bits_avx2(&block) };
                     assert_eq!(got, want, "byte {c} at {pos}, AVX2");
                 }
             }
@@ -989,13 +989,6 @@ mod tests {
                 "a body of {len} bytes"
             );
         }
-    }
-
-    /// One block through the AVX2 path, for the test above.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn index_avx2_block(block: &[u8; 64]) -> (u64, u64) {
-        block_bits_avx2(block)
     }
 
     #[test]
