@@ -124,6 +124,34 @@ fn bench(c: &mut Criterion) {
         "every address is a hit"
     );
     bench_pair(&mut g, "_wide_geoip", &wide, &validated, at);
+
+    // Two steps alone, to see where an event's time goes: the consistency flags of this beacon
+    // (a headless capture with a desktop user agent, so several flags hold) and the geo step
+    // over the same stream of addresses as the wide benches (address cache, then the records).
+    let agent = footfall::enrich::agent::AgentParser::new(16).parse(meta.user_agent);
+    let device = validated.beacon.device.as_deref();
+    g.bench_function("step_consistency_flags", |b| {
+        b.iter(|| {
+            footfall::enrich::consistency::server_flags(
+                black_box(&agent),
+                black_box(meta.hints),
+                black_box(device),
+            )
+        })
+    });
+    let ips: Vec<IpAddr> = addresses.iter().map(|a| a.parse().unwrap()).collect();
+    let geo = footfall::enrich::geo::Geo::new(
+        MmdbFile::open(Some(&city)).unwrap(),
+        MmdbFile::open(Some(&isp)).unwrap(),
+        65_536,
+    );
+    let mut i = 0;
+    g.bench_function("step_geo_wide_geoip", |b| {
+        b.iter(|| {
+            i += 1;
+            geo.place(black_box(ips[(i / 10) % ips.len()]))
+        })
+    });
     g.finish();
 }
 

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use quick_cache::sync::Cache;
 
+use super::trim_quotes;
+
 /// What the user agent says, normalised for the `events` columns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Agent {
@@ -164,54 +166,86 @@ fn device_from(category: &str, lower_ua: &str) -> String {
 }
 
 /// A parsed `Sec-CH-UA` brand list entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Brand<'a> {
     pub name: &'a str,
     pub major: &'a str,
 }
 
-/// Parses `"Chromium";v="156", "Not?A_Brand";v="24"` (header form) and skips GREASE brands.
+/// The brands of a `Sec-CH-UA` header (`"Chromium";v="156", "Not?A_Brand";v="24"`), in order,
+/// GREASE brands skipped, read as they are asked for: no allocation.
 /// Brand names are quoted and GREASE ones contain `;` and `,`, so the split respects quotes.
-pub fn parse_sec_ch_ua(header: &str) -> Vec<Brand<'_>> {
-    let b = header.as_bytes();
-    let mut out = Vec::with_capacity(4);
-    let mut i = 0;
-    // Byte scanning: substring searches cost more to set up than this whole header takes to read.
-    while let Some(open) = b[i..].iter().position(|&c| c == b'"').map(|p| i + p) {
-        let Some(close) = b[open + 1..]
-            .iter()
-            .position(|&c| c == b'"')
-            .map(|p| open + 1 + p)
-        else {
-            break;
+#[derive(Debug, Clone)]
+pub struct SecChUa<'a> {
+    header: &'a str,
+    /// Where the next brand's search starts.
+    at: usize,
+}
+
+/// The brands of a `Sec-CH-UA` header value.
+pub fn parse_sec_ch_ua(header: &str) -> SecChUa<'_> {
+    SecChUa { header, at: 0 }
+}
+
+impl<'a> Iterator for SecChUa<'a> {
+    type Item = Brand<'a>;
+
+    fn next(&mut self) -> Option<Brand<'a>> {
+        let header = self.header;
+        let b = header.as_bytes();
+        // Plain byte loops: `str` searches, and even `memchr`'s, cost more to set up than these
+        // few bytes take to read.
+        let find = |byte: u8, from: usize, to: usize| {
+            let part = b.get(from..to)?;
+            part.iter().position(|&c| c == byte).map(|p| from + p)
         };
-        let name = &header[open + 1..close];
-        // Parameters run to the next comma that starts a new quoted brand.
-        let mut end = close + 1;
-        while end < b.len() {
-            if b[end] == b',' {
-                let next = b[end + 1..]
-                    .iter()
-                    .position(|&c| c != b' ')
-                    .map(|p| end + 1 + p);
-                if next.is_none_or(|n| b[n] == b'"') {
-                    break;
+        loop {
+            let quote = |from: usize| find(b'"', from, b.len());
+            let Some((open, close)) = quote(self.at).and_then(|o| Some((o, quote(o + 1)?))) else {
+                self.at = b.len();
+                return None;
+            };
+            // Parameters run to the next comma that starts a new quoted brand (or to the end).
+            let mut from = close + 1;
+            let end = loop {
+                let Some(comma) = find(b',', from, b.len()) else {
+                    break b.len();
+                };
+                let next = b[comma + 1..].iter().position(|&c| c != b' ');
+                if next.is_none_or(|n| b[comma + 1 + n] == b'"') {
+                    break comma;
                 }
+                from = comma + 1;
+            };
+            self.at = end;
+            // Every index here sits next to an ASCII byte, so on a character boundary.
+            let name = header.get(open + 1..close).unwrap_or("");
+            if name.is_empty() || is_grease(name) {
+                continue;
             }
-            end += 1;
+            let major = version_param(header, close + 1, end);
+            return Some(Brand { name, major });
         }
-        // Byte-wise: a header value is visible ASCII (actix gives no `&str` otherwise), and the
-        // `char` trims and the `str` searches behind them were half of this function.
-        let major = header[close + 1..end]
-            .split(';')
-            .find_map(|p| p.trim_ascii().strip_prefix("v="))
-            .map_or("", trim_quotes);
-        if !name.is_empty() && !is_grease(name) {
-            out.push(Brand { name, major });
-        }
-        i = end;
     }
-    out
+}
+
+/// The unquoted value of the first `v=` parameter in `header[from..to]` (`;v="156"` -> `156`).
+fn version_param(header: &str, from: usize, to: usize) -> &str {
+    let b = header.as_bytes();
+    let mut start = from;
+    while start < to {
+        let stop = b[start..to]
+            .iter()
+            .position(|&c| c == b';')
+            .map_or(to, |p| start + p);
+        // Parameters are separated by `;` with optional spaces around them.
+        let param = b[start..stop].trim_ascii();
+        if let Some(value) = param.strip_prefix(b"v=") {
+            return trim_quotes(super::within(header, value));
+        }
+        start = stop + 1;
+    }
+    ""
 }
 
 /// Parses the tracker's `"Brand/major"` form.
@@ -226,28 +260,61 @@ pub fn parse_beacon_brand(item: &str) -> Option<Brand<'_>> {
 /// `navigator.userAgentData`.
 pub fn brands<'a>(
     header: Option<&'a str>,
-    uach: Option<&'a crate::beacon::ClientHints<'_>>,
-) -> Vec<Brand<'a>> {
-    let from_header = header.map(parse_sec_ch_ua).unwrap_or_default();
-    if !from_header.is_empty() {
-        return from_header;
+    uach: Option<&'a crate::beacon::ClientHints<'a>>,
+) -> Brands<'a> {
+    if let Some(mut from_header) = header.map(|h| parse_sec_ch_ua(h).peekable()) {
+        if from_header.peek().is_some() {
+            return Brands::Header(from_header);
+        }
     }
-    uach.map(|ch| {
-        ch.brands
-            .iter()
-            .filter_map(|b| parse_beacon_brand(b))
-            .collect()
-    })
-    .unwrap_or_default()
+    match uach {
+        Some(ch) => Brands::Beacon(ch.brands.iter()),
+        None => Brands::None,
+    }
 }
 
-/// `s` without the `"` at either end (any number of them).
-fn trim_quotes(s: &str) -> &str {
-    let b = s.as_bytes();
-    let start = b.iter().position(|&c| c != b'"').unwrap_or(b.len());
-    let end = b.iter().rposition(|&c| c != b'"').map_or(start, |p| p + 1);
-    // Both ends sit next to an ASCII quote or at the ends of `s`, so on character boundaries.
-    s.get(start..end).unwrap_or("")
+/// The brands [`brands`] chose, read lazily.
+pub enum Brands<'a> {
+    Header(std::iter::Peekable<SecChUa<'a>>),
+    Beacon(std::slice::Iter<'a, std::borrow::Cow<'a, str>>),
+    None,
+}
+
+impl<'a> Iterator for Brands<'a> {
+    type Item = Brand<'a>;
+
+    fn next(&mut self) -> Option<Brand<'a>> {
+        match self {
+            Brands::Header(h) => h.next(),
+            Brands::Beacon(items) => items.find_map(|b| parse_beacon_brand(b)),
+            Brands::None => None,
+        }
+    }
+}
+
+/// What the row and the consistency checks need from a brand list, read in one pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrandSummary<'a> {
+    /// The most specific brand: a product brand over the engine brand "Chromium".
+    pub main: Option<Brand<'a>>,
+    /// A brand names a headless browser (`HeadlessChrome`).
+    pub headless: bool,
+}
+
+impl<'a> BrandSummary<'a> {
+    pub fn of(brands: impl Iterator<Item = Brand<'a>>) -> Self {
+        let mut summary = BrandSummary::default();
+        let mut first = None;
+        for brand in brands {
+            summary.headless |= brand.name.as_bytes().windows(8).any(|w| w == b"Headless");
+            if summary.main.is_none() && brand.name != "Chromium" {
+                summary.main = Some(brand);
+            }
+            first.get_or_insert(brand);
+        }
+        summary.main = summary.main.or(first);
+        summary
+    }
 }
 
 /// GREASE brands are deliberate noise ("Not?A_Brand", "Not)A;Brand", ...).
@@ -258,14 +325,6 @@ fn is_grease(name: &str) -> bool {
             .as_bytes()
             .windows(5)
             .any(|w| w[1..] == *b"rand" && matches!(w[0], b'B' | b'b'))
-}
-
-/// The most specific brand: a product brand over the engine brand "Chromium".
-pub fn main_brand<'a, 'b>(brands: &'b [Brand<'a>]) -> Option<&'b Brand<'a>> {
-    brands
-        .iter()
-        .find(|b| b.name != "Chromium")
-        .or_else(|| brands.first())
 }
 
 #[cfg(test)]
@@ -408,19 +467,20 @@ mod tests {
 
     #[test]
     fn client_hint_brands_skip_grease() {
-        let b =
-            parse_sec_ch_ua(r#""Chromium";v="156", "Not?A_Brand";v="24", "Google Chrome";v="156""#);
+        let b: Vec<_> =
+            parse_sec_ch_ua(r#""Chromium";v="156", "Not?A_Brand";v="24", "Google Chrome";v="156""#)
+                .collect();
         assert_eq!(b.len(), 2);
         assert_eq!(
-            main_brand(&b).unwrap(),
-            &Brand {
+            BrandSummary::of(b.into_iter()).main,
+            Some(Brand {
                 name: "Google Chrome",
                 major: "156"
-            }
+            })
         );
         let only = parse_sec_ch_ua(r#""Not)A;Brand";v="8", "Chromium";v="156""#);
-        assert_eq!(main_brand(&only).unwrap().name, "Chromium");
-        assert!(parse_sec_ch_ua("").is_empty());
+        assert_eq!(BrandSummary::of(only).main.unwrap().name, "Chromium");
+        assert_eq!(parse_sec_ch_ua("").next(), None);
         assert_eq!(
             parse_beacon_brand("HeadlessChrome/156"),
             Some(Brand {
@@ -435,7 +495,9 @@ mod tests {
                 major: "156"
             })
         );
-        let spaced = parse_sec_ch_ua(r#""Not_A Brand";v="8","Chromium";v="120" , "Opera";v="106""#);
+        let spaced: Vec<_> =
+            parse_sec_ch_ua(r#""Not_A Brand";v="8","Chromium";v="120" , "Opera";v="106""#)
+                .collect();
         assert_eq!(
             spaced,
             vec![
@@ -450,5 +512,103 @@ mod tests {
             ]
         );
         assert_eq!(parse_beacon_brand("Not_A Brand/8"), None);
+    }
+
+    #[test]
+    fn the_header_wins_over_the_beacon_brands_unless_it_names_none() {
+        use crate::beacon::ClientHints;
+        let uach = ClientHints {
+            brands: vec!["Not_A Brand/8".into(), "HeadlessChrome/156".into()],
+            ..Default::default()
+        };
+        let header = r#""Chromium";v="150", "Google Chrome";v="150""#;
+        fn from<'a>(h: Option<&'a str>, uach: &'a ClientHints<'a>) -> BrandSummary<'a> {
+            BrandSummary::of(brands(h, Some(uach)))
+        }
+        let chosen = from(Some(header), &uach);
+        assert_eq!(
+            chosen.main.map(|b| (b.name, b.major)),
+            Some(("Google Chrome", "150"))
+        );
+        assert!(!chosen.headless);
+        for nothing in [None, Some(""), Some(r#""Not)A;Brand";v="8""#)] {
+            let beacon = from(nothing, &uach);
+            assert_eq!(
+                beacon.main.map(|b| b.name),
+                Some("HeadlessChrome"),
+                "{nothing:?}"
+            );
+            assert!(beacon.headless, "{nothing:?}");
+        }
+        assert_eq!(
+            BrandSummary::of(brands(None, None)),
+            BrandSummary::default()
+        );
+    }
+
+    /// The header's brands as first written, with `str` searches and splits: the byte-wise
+    /// iterator must read every header the same way.
+    fn brands_by_str_searches(header: &str) -> Vec<(&str, &str)> {
+        let mut out = Vec::new();
+        let mut rest = header;
+        while let Some(open) = rest.find('"') {
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('"') else {
+                break;
+            };
+            let name = &after[..close];
+            let tail = &after[close + 1..];
+            // The entry ends at a comma followed (after spaces) by a quote or by nothing.
+            let end = tail
+                .match_indices(',')
+                .map(|(i, _)| i)
+                .find(|&i| {
+                    let next = tail[i + 1..].trim_start_matches(' ');
+                    next.is_empty() || next.starts_with('"')
+                })
+                .unwrap_or(tail.len());
+            let major = tail[..end]
+                .split(';')
+                .find_map(|p| p.trim().strip_prefix("v="))
+                .map_or("", |v| v.trim_matches('"'));
+            let grease =
+                name.starts_with("Not") && (name.contains("Brand") || name.contains("brand"));
+            if !name.is_empty() && !grease {
+                out.push((name, major));
+            }
+            rest = &tail[end..];
+        }
+        out
+    }
+
+    #[test]
+    fn byte_wise_header_parse_agrees_with_str_searches() {
+        let mut headers: Vec<String> = [
+            r#""Chromium";v="156", "Google Chrome";v="156", "Not?A_Brand";v="24""#,
+            r#""Not)A;Brand";v="8", "Chromium";v="156""#,
+            r#""Not_A Brand";v="8","Chromium";v="120" , "Opera";v="106""#,
+            r#""Brave";v="131", "Chromium";v="131", "Not_A Brand";v="24""#,
+            r#""Microsoft Edge";v="131";q=1, "Chromium" ; v="131""#,
+            r#""HeadlessChrome";v="156""#,
+            r#"  "A";x=1;v=""2"";y, , "B""#,
+            "\"unterminated",
+            "",
+        ]
+        .map(String::from)
+        .to_vec();
+        // Every string of up to six characters over the bytes the parser looks at.
+        let alphabet = ['"', ',', ';', ' ', 'v', '=', '1', 'C'];
+        let mut level = vec![String::new()];
+        for _ in 0..6 {
+            level = level
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            headers.extend(level.iter().cloned());
+        }
+        for h in &headers {
+            let ours: Vec<_> = parse_sec_ch_ua(h).map(|b| (b.name, b.major)).collect();
+            assert_eq!(ours, brands_by_str_searches(h), "{h:?}");
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! what the server sees, so a tracker that was tampered with still leaves a trace.
 
 use crate::beacon::Device;
-use crate::enrich::agent::{brands, main_brand, Agent};
+use crate::enrich::agent::{brands, Agent, BrandSummary};
+use crate::enrich::trim_quotes;
 
 /// The client-hint request headers.
 #[derive(Debug, Default, Clone, Copy)]
@@ -62,7 +63,8 @@ fn starts(haystack: &str, prefix: &str) -> bool {
 /// All three name the family first (`Win32`, `Windows 10`, `MacIntel`, `macOS`, `Linux armv8l`,
 /// `iPhone`, `Chrome OS`, `CrOS`), so prefix tests are enough and cost a few byte comparisons.
 pub fn os_family(name: &str) -> Option<OsFamily> {
-    let n = name.trim_matches('"').trim_start();
+    // Byte-wise trims: the `char` ones set up a searcher that costs more than these tests.
+    let n = trim_quotes(name).trim_ascii_start();
     Some(if starts(n, "win") {
         OsFamily::Windows
     } else if starts(n, "mac") {
@@ -87,8 +89,20 @@ pub fn os_family(name: &str) -> Option<OsFamily> {
     })
 }
 
+/// What a WebGL renderer string names, as far as the checks here care.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct RendererFacts {
+    /// A software rasteriser (`SwiftShader`, `llvmpipe`, `Software`): headless or virtualised.
+    software: bool,
+    /// Direct3D, so Windows.
+    direct3d: bool,
+    /// An Apple GPU (`Apple M2`, `Apple GPU`), so macOS or iOS.
+    apple: bool,
+}
+
 /// Words looked for in the WebGL renderer: software rasterisers (0..3), Direct3D (3..5), Apple GPUs (5..7).
-/// Searchers are built once; building one costs more than a search.
+/// Searchers are built once; building one costs more than a search. (One pass comparing words
+/// where their first letters stand measured slower than these SIMD searches.)
 static RENDERER_WORDS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 7]> =
     std::sync::LazyLock::new(|| {
         [
@@ -102,6 +116,23 @@ static RENDERER_WORDS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 7]>
         ]
         .map(memchr::memmem::Finder::new)
     });
+
+/// Reads the renderer case-insensitively: one lowercase copy on the stack (the renderer is cut
+/// to 256 bytes at validation), then SIMD substring searches.
+fn renderer_facts(renderer: &str) -> RendererFacts {
+    let mut lower = [0u8; crate::beacon::limits::WEBGL_TEXT];
+    let len = renderer.len().min(lower.len());
+    for (l, b) in lower.iter_mut().zip(renderer.as_bytes()) {
+        *l = b.to_ascii_lowercase();
+    }
+    let r = &lower[..len];
+    let has = |i: usize| RENDERER_WORDS[i].find(r).is_some();
+    RendererFacts {
+        software: has(0) || has(1) || has(2),
+        direct3d: has(3) || has(4),
+        apple: has(5) || has(6),
+    }
+}
 
 /// Every signal that holds, in a fixed order.
 pub fn server_flags(
@@ -119,12 +150,15 @@ pub fn server_flags(
     let ua_family = agent.os_family;
 
     // Client hints: from the request headers, else what the tracker read from userAgentData.
-    let brands = &brands(headers.sec_ch_ua, device.and_then(|d| d.uach.as_ref()));
-    if brands.iter().any(|b| b.name.contains("Headless")) {
+    let brands = BrandSummary::of(brands(
+        headers.sec_ch_ua,
+        device.and_then(|d| d.uach.as_ref()),
+    ));
+    if brands.headless {
         flags.push("headless_client_hints");
     }
-    if let Some(brand) = main_brand(brands) {
-        let ua_major = agent.browser_version.split('.').next().unwrap_or("");
+    if let Some(brand) = brands.main {
+        let ua_major = before(&agent.browser_version, |c| c == b'.');
         if !brand.major.is_empty() && !ua_major.is_empty() && brand.major != ua_major {
             flags.push("ua_client_hints_version_mismatch");
         }
@@ -161,21 +195,13 @@ pub fn server_flags(
             }
         }
         if let Some(gl) = &d.webgl {
-            // One lowercase copy on the stack (the renderer is cut to 256 bytes at validation),
-            // then SIMD substring searches.
-            let mut lower = [0u8; crate::beacon::limits::WEBGL_TEXT];
-            let len = gl.renderer.len().min(lower.len());
-            for (l, b) in lower.iter_mut().zip(gl.renderer.as_bytes()) {
-                *l = b.to_ascii_lowercase();
-            }
-            let r = &lower[..len];
-            let has = |i: usize| RENDERER_WORDS[i].find(r).is_some();
-            if has(0) || has(1) || has(2) {
+            let gpu = renderer_facts(&gl.renderer);
+            if gpu.software {
                 flags.push("software_webgl");
             }
-            let gpu_family = if has(3) || has(4) {
+            let gpu_family = if gpu.direct3d {
                 Some(OsFamily::Windows)
-            } else if has(5) || has(6) {
+            } else if gpu.apple {
                 Some(OsFamily::Mac)
             } else {
                 None
@@ -189,7 +215,7 @@ pub fn server_flags(
         if d.langs.is_empty() {
             flags.push("no_languages");
         } else if let Some(accept) = headers.accept_language {
-            let header_primary = primary_language(accept.split(',').next().unwrap_or(""));
+            let header_primary = primary_language(before(accept, |c| c == b','));
             let js_primary = primary_language(&d.langs[0]);
             if !header_primary.is_empty() && !header_primary.eq_ignore_ascii_case(js_primary) {
                 flags.push("language_mismatch");
@@ -201,8 +227,15 @@ pub fn server_flags(
 
 /// `kk-KZ;q=0.9` -> `kk`.
 fn primary_language(tag: &str) -> &str {
-    let tag = tag.split(';').next().unwrap_or("").trim();
-    tag.split(['-', '_']).next().unwrap_or("")
+    before(tag.trim_ascii_start(), |c| matches!(c, b';' | b'-' | b'_')).trim_ascii_end()
+}
+
+/// `s` up to the first byte that `stop` matches (all of `s` if none does). Byte-wise, because
+/// `str::split` with a `char` pattern sets up a searcher for what is a few bytes' scan here.
+fn before(s: &str, stop: impl Fn(u8) -> bool) -> &str {
+    let end = s.bytes().position(stop).unwrap_or(s.len());
+    // `stop` only matches ASCII here, so `end` is on a character boundary.
+    s.get(..end).unwrap_or(s)
 }
 
 #[cfg(test)]
@@ -301,6 +334,64 @@ mod tests {
     }
 
     #[test]
+    fn renderer_words_are_found_in_any_case_and_anywhere() {
+        let facts = |r: &str| renderer_facts(r);
+        let none = RendererFacts::default();
+        let software = RendererFacts {
+            software: true,
+            ..none
+        };
+        let direct3d = RendererFacts {
+            direct3d: true,
+            ..none
+        };
+        let apple = RendererFacts {
+            apple: true,
+            ..none
+        };
+        for (renderer, expected) in [
+            (
+                "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device (Subzero)), SwiftShader driver)",
+                software,
+            ),
+            ("llvmpipe (LLVM 15.0.6, 256 bits)", software),
+            ("Mesa OffScreen SOFTWARE", software),
+            (
+                "ANGLE (NVIDIA, NVIDIA GeForce RTX 3060 Direct3D11 vs_5_0 ps_5_0, D3D11)",
+                direct3d,
+            ),
+            (
+                "ANGLE (Intel, Intel(R) UHD Graphics 620 (0x00005917) d3d11)",
+                direct3d,
+            ),
+            ("Apple M2", apple),
+            ("Apple GPU", apple),
+            (
+                "ANGLE (Apple, ANGLE Metal Renderer: Apple M1 Pro, Unspecified Version)",
+                apple,
+            ),
+            ("ANGLE (Apple, Apple GPU, OpenGL 4.1)", apple),
+            ("Mali-G78", none),
+            ("Adreno (TM) 740", none),
+            ("Apple A15", none),
+            ("direct3", none),
+            ("", none),
+            ("swiftshade", none),
+            ("ÄÖÜ software", software),
+        ] {
+            assert_eq!(facts(renderer), expected, "{renderer:?}");
+        }
+        assert_eq!(
+            facts("SwiftShader on Direct3D11"),
+            RendererFacts {
+                software: true,
+                direct3d: true,
+                apple: false
+            }
+        );
+    }
+
+    #[test]
     fn case_insensitive_search() {
         assert!(has(
             "ANGLE (Google, Vulkan (SwiftShader Device))",
@@ -310,6 +401,25 @@ mod tests {
         assert!(!has("ab", "abc"));
         assert!(has("xxAbC", "abc"));
         assert!(!has("xxAbD", "abc"));
+    }
+
+    #[test]
+    fn the_primary_language_is_the_tag_before_region_and_weight() {
+        for (tag, primary) in [
+            ("kk-KZ;q=0.9", "kk"),
+            ("kk-KZ", "kk"),
+            (" en_US", "en"),
+            ("ru", "ru"),
+            ("de ;q=0.5", "de"),
+            ("*", "*"),
+            ("", ""),
+            ("-KZ", ""),
+        ] {
+            assert_eq!(primary_language(tag), primary, "{tag:?}");
+        }
+        assert_eq!(before("kk-KZ,kk;q=0.9", |c| c == b','), "kk-KZ");
+        assert_eq!(before("156.0.0.0", |c| c == b'.'), "156");
+        assert_eq!(before("156", |c| c == b'.'), "156");
     }
 
     #[test]

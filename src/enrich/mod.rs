@@ -427,8 +427,8 @@ fn fill_from_client_hints(
 ) {
     let uach = device.and_then(|d| d.uach.as_ref());
     if row.browser.is_empty() {
-        let brands = agent::brands(meta.hints.sec_ch_ua, uach);
-        if let Some(brand) = agent::main_brand(&brands) {
+        let brands = agent::BrandSummary::of(agent::brands(meta.hints.sec_ch_ua, uach));
+        if let Some(brand) = brands.main {
             row.browser = cs(brand.name);
             row.browser_version = cs(brand.major);
         }
@@ -447,6 +447,24 @@ fn fill_from_client_hints(
             row.os_version = cs(&ch.pv);
         }
     }
+}
+
+/// `s` without the `"` at either end (any number of them).
+pub(crate) fn trim_quotes(s: &str) -> &str {
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| c != b'"').unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| c != b'"').map_or(start, |p| p + 1);
+    // Both ends sit next to an ASCII quote or at the ends of `s`, so on character boundaries.
+    s.get(start..end).unwrap_or("")
+}
+
+/// The part of `s` that `part` (a sub-slice of `s`'s bytes, cut next to ASCII bytes) covers, as a
+/// `str` without validating it again; empty if `part` is not such a slice.
+pub(crate) fn within<'a>(s: &'a str, part: &[u8]) -> &'a str {
+    let at = (part.as_ptr() as usize).wrapping_sub(s.as_ptr() as usize);
+    at.checked_add(part.len())
+        .and_then(|end| s.get(at..end))
+        .unwrap_or("")
 }
 
 /// A row value: inline (no allocation) up to 24 bytes.
@@ -492,4 +510,32 @@ fn props_json(
         })
         .collect();
     serde_json::Value::Object(map).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sub_slice_of_bytes_is_read_back_as_the_same_text() {
+        let header = r#"5.34.10.20, "10.1.2.3""#;
+        let b = header.as_bytes();
+        assert_eq!(within(header, &b[..10]), "5.34.10.20");
+        assert_eq!(within(header, &b[12..]), r#""10.1.2.3""#);
+        assert_eq!(within(header, &b[b.len()..]), "");
+        // Bytes from anywhere else are not read as part of `header`.
+        let elsewhere = header.to_owned();
+        assert_eq!(within(header, &elsewhere.as_bytes()[..10]), "");
+        // A cut inside a multi-byte character is refused, not split.
+        let text = "Алматы";
+        assert_eq!(within(text, &text.as_bytes()[..3]), "");
+        assert_eq!(within(text, &text.as_bytes()[..4]), "Ал");
+    }
+
+    #[test]
+    fn quotes_are_trimmed_at_both_ends_only() {
+        assert_eq!(trim_quotes(r#""156""#), "156");
+        assert_eq!(trim_quotes(r#"""a"b"""#), r#"a"b"#);
+        assert_eq!(trim_quotes(r#"""""#), "");
+    }
 }
