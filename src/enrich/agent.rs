@@ -422,6 +422,20 @@ mod tests {
         assert!(p.cache.len() <= 32, "cache grew to {}", p.cache.len());
     }
 
+    /// Every non-empty string of up to `max_len` characters from `alphabet`.
+    fn every_string(alphabet: &[char], max_len: usize) -> Vec<String> {
+        let mut all = Vec::new();
+        let mut level = vec![String::new()];
+        for _ in 0..max_len {
+            level = level
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(level.iter().cloned());
+        }
+        all
+    }
+
     #[test]
     fn byte_wise_quote_trim_and_grease_test_agree_with_the_str_ones() {
         let mut cases: Vec<String> = [
@@ -449,15 +463,10 @@ mod tests {
         .map(String::from)
         .to_vec();
         // Every string of up to five characters over the letters that matter.
-        let alphabet = ['"', 'N', 'o', 't', 'B', 'b', 'r', 'a', 'n', 'd', '1'];
-        let mut level = vec![String::new()];
-        for _ in 0..5 {
-            level = level
-                .iter()
-                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
-                .collect();
-            cases.extend(level.iter().cloned());
-        }
+        cases.extend(every_string(
+            &['"', 'N', 'o', 't', 'B', 'b', 'r', 'a', 'n', 'd', '1'],
+            5,
+        ));
         for s in &cases {
             assert_eq!(trim_quotes(s), s.trim_matches('"'), "{s:?}");
             let grease = s.starts_with("Not") && (s.contains("Brand") || s.contains("brand"));
@@ -597,15 +606,7 @@ mod tests {
         .map(String::from)
         .to_vec();
         // Every string of up to six characters over the bytes the parser looks at.
-        let alphabet = ['"', ',', ';', ' ', 'v', '=', '1', 'C'];
-        let mut level = vec![String::new()];
-        for _ in 0..6 {
-            level = level
-                .iter()
-                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
-                .collect();
-            headers.extend(level.iter().cloned());
-        }
+        headers.extend(every_string(&['"', ',', ';', ' ', 'v', '=', '1', 'C'], 6));
         for h in &headers {
             let ours: Vec<_> = parse_sec_ch_ua(h).map(|b| (b.name, b.major)).collect();
             assert_eq!(ours, brands_by_str_searches(h), "{h:?}");
