@@ -170,8 +170,16 @@ CH_PID=$(for p in $(pgrep -P "$FF_PID"); do pgrep -P "$p" '^clickhouse'; done | 
 ( t=0; while kill -0 "$FF_PID" 2>/dev/null; do
     echo "$t $(ps -o rss= -p "$FF_PID" | tr -d ' ')" >> "$work/rss"; sleep 10; t=$((t + 10)); done ) &
 RSS_PID=$!
+# The count in ClickHouse once a second during the load: its slope is the rate at which events
+# land while the load runs, apart from the last batches' drain after it (below).
+( while kill -0 "$FF_PID" 2>/dev/null; do
+    n=$(ch "SELECT count() FROM $db.events" 2>/dev/null) && echo "$(date +%s.%N) $n" >> "$work/counts"
+    sleep 1; done ) &
+COUNT_PID=$!
 load_m0=$(machine_cpu)
 wrk_out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/visits.lua" "http://127.0.0.1:$FF_PORT/api/event" -- "$work/beacon.json")
+load_end=$(date +%s.%N)
+kill "$COUNT_PID" 2>/dev/null || true
 read -r steal_load idle_load <<< "$(shares "$load_m0" "$(machine_cpu)")"
 rss_kb=$(ps -o rss= -p "$FF_PID")
 cpu=$(ps -o %cpu= -p "$FF_PID")
@@ -217,6 +225,17 @@ if [ -z "${SKIP_CEILING:-}" ]; then
 fi
 elapsed=$(echo "$end - $start" | bc -l)
 landed_rate=$(echo "$landed / $elapsed" | bc -l)
+# Landed while the load ran: the least-squares slope of the count over time, from a quarter of
+# the run (at most 10 s, when the first batches and ClickHouse's first merges have settled) to the
+# end of the load. "Landed" above divides every event by the time until the spool had drained,
+# so it also holds the last batch's wait (the 2 s batch period and its insert) after the load:
+# 3-6 % of a minute-long run. The slope is the rate a longer run would approach; it is read from
+# inserts of up to 50 000 rows every ~2 s, so it is fitted over all the samples, not two of them.
+warm=$(( SECS / 4 < 10 ? SECS / 4 : 10 ))
+steady_rate=$(awk -v s="$start" -v w="$warm" -v e="$load_end" '
+  $1 >= s + w && $1 <= e { t = $1 - s; n++; sx += t; sy += $2; sxx += t * t; sxy += t * $2 }
+  END { d = n * sxx - sx * sx; if (n >= 3 && d > 0) printf "%.1f", (n * sxy - sx * sy) / d; else print 0 }' "$work/counts" 2>/dev/null || echo 0)
+steady_samples=$(awk -v s="$start" -v w="$warm" -v e="$load_end" '$1 >= s + w && $1 <= e { n++ } END { print n + 0 }' "$work/counts" 2>/dev/null || echo 0)
 # The host's CPU model: sessions of this kind of VM have landed on different ones.
 printf 'machine: %s, %s CPUs\n' "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" "$(nproc)"
 echo "$wrk_out" | sed -n '/Latency Distribution/,/99%/p'
@@ -224,6 +243,8 @@ echo "$wrk_out" | sed -n '/Latency Distribution/,/99%/p'
 printf 'footfall answered:         %10.0f req/s (non-2xx: %s)\n' "$answered" "${non2xx:-0}"
 printf 'landed in ClickHouse:      %10d events in %.1f s = %.0f events/s\n' "$landed" "$elapsed" "$landed_rate"
 [ "$ceiling" = 0 ] || printf 'ratio landed / ceiling:    %10.3f\n' "$(echo "$landed_rate / $ceiling" | bc -l)"
+printf 'landed during the load:    %10.0f events/s (slope of the count in ClickHouse over %d samples from %d s to the end)\n' "$steady_rate" "$steady_samples" "$warm"
+[ "$ceiling" = 0 ] || printf 'ratio during the load:     %10.3f\n' "$(echo "$steady_rate / $ceiling" | bc -l)"
 printf 'machine during the load:   %10.1f %% stolen by the host, %.1f %% idle\n' "$steal_load" "$idle_load"
 # footfall's answers wait on other threads and on the disk, so a host that deschedules this VM
 # slows its load about twice as much as the no-op server's (see benches/README.md, 2026-12-03).

@@ -177,8 +177,10 @@ pub struct SpoolConfig {
     /// `FOOTFALL_SPOOL_FSYNC`.
     pub fsync: FsyncPolicy,
     /// How long, in microseconds, the committer gathers events to share one fsync before writing
-    /// them (0: only those already queued). Under load 300 µs about halves the fsyncs and lowers
-    /// footfall's CPU per event and its p99; alone, an event waits that much longer for its 202.
+    /// them (0: only those already queued). Under load a window about halves the fsyncs and
+    /// lowers footfall's CPU per event and its p99; alone, an event waits that much longer for its
+    /// 202. 200 µs landed 14 % more than 300 in alternating runs with a 0.35 ms fsync; 100 and
+    /// 1 000 µs landed less than 300 (benches/README.md, twelfth and eighteenth sessions).
     /// `FOOTFALL_SPOOL_GROUP_COMMIT_WAIT_US`.
     pub group_commit_wait_us: u64,
     /// Events waiting for the disk; beyond it the handler answers 503 at once.
@@ -384,7 +386,7 @@ impl Default for SpoolConfig {
             max_bytes: 1 << 30,
             segment_bytes: 16 << 20,
             fsync: FsyncPolicy::Group,
-            group_commit_wait_us: 300,
+            group_commit_wait_us: 200,
             queue_capacity: 65_536,
         }
     }
