@@ -229,7 +229,7 @@ landed_rate=$(echo "$landed / $elapsed" | bc -l)
 # the run (at most 10 s, when the first batches and ClickHouse's first merges have settled) to the
 # end of the load. "Landed" above divides every event by the time until the spool had drained,
 # so it also holds the last batch's wait (the 2 s batch period and its insert) after the load:
-# 3-6 % of a minute-long run. The slope is the rate a longer run would approach; it is read from
+# up to 7 % of a minute-long run. The slope is the rate a longer run would approach; it is read from
 # inserts of up to 50 000 rows every ~2 s, so it is fitted over all the samples, not two of them.
 warm=$(( SECS / 4 < 10 ? SECS / 4 : 10 ))
 steady_rate=$(awk -v s="$start" -v w="$warm" -v e="$load_end" '
