@@ -232,10 +232,11 @@ landed_rate=$(echo "$landed / $elapsed" | bc -l)
 # up to 7 % of a minute-long run. The slope is the rate a longer run would approach; it is read from
 # inserts of up to 50 000 rows every ~2 s, so it is fitted over all the samples, not two of them.
 warm=$(( SECS / 4 < 10 ? SECS / 4 : 10 ))
-steady_rate=$(awk -v s="$start" -v w="$warm" -v e="$load_end" '
+# Prints the slope (0 with fewer than three samples) and the number of samples it was fitted over.
+read -r steady_rate steady_samples <<< "$(awk -v s="$start" -v w="$warm" -v e="$load_end" '
   $1 >= s + w && $1 <= e { t = $1 - s; n++; sx += t; sy += $2; sxx += t * t; sxy += t * $2 }
-  END { d = n * sxx - sx * sx; if (n >= 3 && d > 0) printf "%.1f", (n * sxy - sx * sy) / d; else print 0 }' "$work/counts" 2>/dev/null || echo 0)
-steady_samples=$(awk -v s="$start" -v w="$warm" -v e="$load_end" '$1 >= s + w && $1 <= e { n++ } END { print n + 0 }' "$work/counts" 2>/dev/null || echo 0)
+  END { d = n * sxx - sx * sx; printf "%.1f %d\n", (n >= 3 && d > 0) ? (n * sxy - sx * sy) / d : 0, n }' \
+  "$work/counts" 2>/dev/null || echo 0 0)"
 # The host's CPU model: sessions of this kind of VM have landed on different ones.
 printf 'machine: %s, %s CPUs\n' "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" "$(nproc)"
 echo "$wrk_out" | sed -n '/Latency Distribution/,/99%/p'
